@@ -1,0 +1,1 @@
+"""Inference engine: device choice, sliding window with test-time mirroring, pre/post-processing."""

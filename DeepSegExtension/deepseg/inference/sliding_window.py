@@ -1,0 +1,149 @@
+"""Gaussian-weighted sliding-window inference with mirroring test-time augmentation.
+
+Patches are placed on an evenly spaced grid that covers the image with at least the requested
+overlap; each patch's logits are weighted (a Gaussian centred on the patch, as nnU-Net does, or
+uniformly) and accumulated, then divided by the accumulated weights.  Mirroring averages the
+logits of every combination of flips along ``mirror_axes``.  Data are moved to the device once;
+on CUDA out-of-memory the batch is halved, then the whole run falls back to the CPU.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.base import WindowSpec
+from ..progress import Progress
+from .device import autocast, resolve_device, use_all_cores
+
+log = logging.getLogger(__name__)
+
+
+def window_starts(size: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap`` overlap."""
+    if size <= tile:
+        return [0]
+    target_step = max(1.0, tile * (1.0 - overlap))
+    n = int(math.ceil((size - tile) / target_step)) + 1
+    step = (size - tile) / (n - 1)
+    return [int(round(step * i)) for i in range(n)]
+
+
+@lru_cache(maxsize=8)
+def _gaussian_np(tile: tuple[int, ...], sigma_scale: float = 1.0 / 8) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros(tile, dtype=np.float64)
+    impulse[tuple(t // 2 for t in tile)] = 1.0
+    g = gaussian_filter(impulse, [t * sigma_scale for t in tile], mode="constant", cval=0)
+    g = g / g.max() * 10.0
+    g[g == 0] = g[g > 0].min()  # never divide by zero at the border
+    return g.astype(np.float32)
+
+
+def blend_weights(tile: Sequence[int], blend: str, device: torch.device) -> torch.Tensor:
+    if blend == "gaussian":
+        return torch.from_numpy(_gaussian_np(tuple(tile))).to(device)
+    if blend == "constant":
+        return torch.ones(tuple(tile), device=device)
+    raise ValueError(f"unknown blend mode {blend!r}")
+
+
+def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of the spatial mirror axes (as tensor dims of a ``(B, C, z, y, x)`` batch)."""
+    dims = [a + 2 for a in axes]
+    return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
+
+
+def predict_sliding_window(
+    networks: Sequence[nn.Module],
+    image: "np.ndarray | torch.Tensor",
+    window: WindowSpec,
+    num_classes: int,
+    *,
+    device: "str | torch.device" = "auto",
+    mirror: bool = False,
+    overlap: Optional[float] = None,
+    progress: Optional[Progress] = None,
+    batch_size: int = 1,
+    forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
+) -> torch.Tensor:
+    """Average logits ``(num_classes, z, y, x)`` (float32, CPU) of ``networks`` over ``image``.
+
+    ``image`` is ``(C, z, y, x)``.  The logits of all networks (folds) are averaged, as nnU-Net
+    ensembles folds.  ``forward`` overrides ``net(x)`` (e.g. to pick the full-resolution head).
+    """
+    device = resolve_device(device)
+    if device.type == "cpu":
+        use_all_cores()
+    progress = progress or Progress()
+    overlap = window.overlap if overlap is None else overlap
+    img = torch.as_tensor(np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image,
+                          dtype=torch.float32)
+    while True:
+        try:
+            return _run(networks, img, window, num_classes, device, mirror, overlap, progress,
+                        batch_size, forward or (lambda net, x: net(x)))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size //= 2
+                log.warning("GPU out of memory; retrying with %d patch(es) per batch.", batch_size)
+            elif device.type != "cpu":
+                log.warning("GPU out of memory even with one patch per batch; continuing on the CPU.")
+                device = torch.device("cpu")
+                use_all_cores()
+            else:  # pragma: no cover - cannot happen on CPU
+                raise
+
+
+def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
+    margin = np.asarray(window.output_margin, dtype=int)
+    patch = np.asarray(window.patch_size, dtype=int)
+    out_tile = patch - 2 * margin
+    spatial = np.asarray(img.shape[1:], dtype=int)
+    # pad so that the output domain is at least one output tile; valid-conv nets also need the margin
+    grid = np.maximum(spatial, out_tile)
+    lo = (grid - spatial) // 2
+    pad = []
+    for d in reversed(range(3)):  # torch.nn.functional.pad wants last dim first
+        pad += [int(lo[d] + margin[d]), int(grid[d] - spatial[d] - lo[d] + margin[d])]
+    data = torch.nn.functional.pad(img, pad).to(device)
+
+    starts = [window_starts(int(grid[d]), int(out_tile[d]), overlap) for d in range(3)]
+    boxes = list(itertools.product(*starts))
+    weights = blend_weights(tuple(int(t) for t in out_tile), window.blend, device)
+    flips = mirror_combinations(window.mirror_axes) if mirror else [()]
+    acc = torch.zeros((num_classes, *grid), dtype=torch.float32, device=device)
+    norm = torch.zeros(tuple(int(g) for g in grid), dtype=torch.float32, device=device)
+
+    total = len(boxes) * len(networks)
+    done = 0
+    with torch.inference_mode(), autocast(device):
+        for net in networks:
+            net.to(device)
+            for b0 in range(0, len(boxes), batch_size):
+                chunk = boxes[b0:b0 + batch_size]
+                x = torch.stack([data[:, z:z + patch[0], y:y + patch[1], xx:xx + patch[2]] for z, y, xx in chunk])
+                logits = None
+                for dims in flips:
+                    xin = torch.flip(x, dims) if dims else x
+                    out = forward(net, xin).float()
+                    out = torch.flip(out, dims) if dims else out
+                    logits = out if logits is None else logits + out
+                logits = logits / len(flips)
+                for (z, y, xx), lg in zip(chunk, logits):
+                    sl = (slice(z, z + out_tile[0]), slice(y, y + out_tile[1]), slice(xx, xx + out_tile[2]))
+                    acc[(slice(None), *sl)] += lg * weights
+                    norm[sl] += weights
+                done += len(chunk)
+                progress.step(done, total)
+    acc /= norm  # norm summed the weights of every network, so this also averages the folds
+    crop = tuple(slice(int(lo[d]), int(lo[d] + spatial[d])) for d in range(3))
+    return acc[(slice(None), *crop)].cpu()

@@ -1,0 +1,1 @@
+"""Model descriptions (cards), format loaders, the catalog and the local model store."""
