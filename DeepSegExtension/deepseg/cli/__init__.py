@@ -1,0 +1,63 @@
+"""``deepseg`` command line.  Each sub-command lives in its own module exposing
+``register(subparsers)`` (adds its parser and sets ``func``); this file only dispatches and turns
+``DeepSegError`` into a clear message and exit code 2, Ctrl-C into a clean cancel (exit 130)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..errors import Cancelled, DeepSegError
+from ..progress import CancelToken
+
+SUBCOMMANDS = ["segment", "models", "demo", "explain", "measure", "export"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepseg", description="Pretrained 3D segmentation for medical volumes.")
+    parser.add_argument("--version", action="version", version=f"deepseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"deepseg.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"deepseg.cli.{name}":
+                continue  # sub-command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def install_cancel_handler() -> CancelToken:
+    """First Ctrl-C (or SIGTERM) asks the running job to stop at its next step; the job then raises
+    ``Cancelled`` and removes what it had started to write."""
+    token = CancelToken()
+
+    def handler(signum, frame):  # noqa: ARG001
+        if token.cancelled:
+            raise KeyboardInterrupt
+        print("\nCancelling...", file=sys.stderr, flush=True)
+        token.cancel()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return token
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    args.cancel = install_cancel_handler()
+    try:
+        return int(args.func(args) or 0)
+    except Cancelled as exc:
+        print(f"deepseg: {exc}", file=sys.stderr)
+        return 130
+    except DeepSegError as exc:
+        print(f"deepseg: error: {exc}", file=sys.stderr)
+        return 2
