@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
@@ -103,25 +104,55 @@ def predict_sliding_window(
                 raise
 
 
-def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
+@dataclass
+class WindowPlan:
+    """Where the patches go: shared by inference and explanation so both see the same windows.
+
+    The image is padded by ``pad`` (torch ``F.pad`` order); patch ``(z, y, x)`` in ``boxes`` reads
+    ``padded[:, z:z+patch[0], ...]`` and writes its output tile to ``grid``-space
+    ``[z:z+out_tile[0], ...]``; ``crop`` cuts the grid back to the image.
+    """
+
+    patch: np.ndarray
+    out_tile: np.ndarray
+    grid: tuple[int, int, int]
+    pad: list[int]
+    boxes: list[tuple[int, int, int]]
+    crop: tuple[slice, slice, slice]
+
+    def input_slices(self, box: Sequence[int]) -> tuple[slice, ...]:
+        return tuple(slice(int(b), int(b + p)) for b, p in zip(box, self.patch))
+
+    def output_slices(self, box: Sequence[int]) -> tuple[slice, ...]:
+        return tuple(slice(int(b), int(b + t)) for b, t in zip(box, self.out_tile))
+
+
+def plan_windows(spatial: Sequence[int], window: WindowSpec, overlap: float) -> WindowPlan:
+    """Pad the image so the output domain is at least one output tile (valid-convolution nets also
+    need the margin), and place tiles evenly with at least ``overlap``."""
     margin = np.asarray(window.output_margin, dtype=int)
     patch = np.asarray(window.patch_size, dtype=int)
     out_tile = patch - 2 * margin
-    spatial = np.asarray(img.shape[1:], dtype=int)
-    # pad so that the output domain is at least one output tile; valid-conv nets also need the margin
+    spatial = np.asarray(spatial, dtype=int)
     grid = np.maximum(spatial, out_tile)
     lo = (grid - spatial) // 2
     pad = []
     for d in reversed(range(3)):  # torch.nn.functional.pad wants last dim first
         pad += [int(lo[d] + margin[d]), int(grid[d] - spatial[d] - lo[d] + margin[d])]
-    data = torch.nn.functional.pad(img, pad).to(device)
-
     starts = [window_starts(int(grid[d]), int(out_tile[d]), overlap) for d in range(3)]
-    boxes = list(itertools.product(*starts))
-    weights = blend_weights(tuple(int(t) for t in out_tile), window.blend, device)
+    crop = tuple(slice(int(lo[d]), int(lo[d] + spatial[d])) for d in range(3))
+    return WindowPlan(patch, out_tile, tuple(int(g) for g in grid), pad,
+                      list(itertools.product(*starts)), crop)  # type: ignore[arg-type]
+
+
+def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
+    plan = plan_windows(img.shape[1:], window, overlap)
+    data = torch.nn.functional.pad(img, plan.pad).to(device)
+    boxes, grid = plan.boxes, plan.grid
+    weights = blend_weights(tuple(int(t) for t in plan.out_tile), window.blend, device)
     flips = mirror_combinations(window.mirror_axes) if mirror else [()]
     acc = torch.zeros((num_classes, *grid), dtype=torch.float32, device=device)
-    norm = torch.zeros(tuple(int(g) for g in grid), dtype=torch.float32, device=device)
+    norm = torch.zeros(grid, dtype=torch.float32, device=device)
 
     total = len(boxes) * len(networks)
     done = 0
@@ -130,7 +161,7 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
             net.to(device)
             for b0 in range(0, len(boxes), batch_size):
                 chunk = boxes[b0:b0 + batch_size]
-                x = torch.stack([data[:, z:z + patch[0], y:y + patch[1], xx:xx + patch[2]] for z, y, xx in chunk])
+                x = torch.stack([data[(slice(None), *plan.input_slices(box))] for box in chunk])
                 logits = None
                 for dims in flips:
                     xin = torch.flip(x, dims) if dims else x
@@ -138,12 +169,11 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
                     out = torch.flip(out, dims) if dims else out
                     logits = out if logits is None else logits + out
                 logits = logits / len(flips)
-                for (z, y, xx), lg in zip(chunk, logits):
-                    sl = (slice(z, z + out_tile[0]), slice(y, y + out_tile[1]), slice(xx, xx + out_tile[2]))
+                for box, lg in zip(chunk, logits):
+                    sl = plan.output_slices(box)
                     acc[(slice(None), *sl)] += lg * weights
                     norm[sl] += weights
                 done += len(chunk)
                 progress.step(done, total)
     acc /= norm  # norm summed the weights of every network, so this also averages the folds
-    crop = tuple(slice(int(lo[d]), int(lo[d] + spatial[d])) for d in range(3))
-    return acc[(slice(None), *crop)].cpu()
+    return acc[(slice(None), *plan.crop)].cpu()
