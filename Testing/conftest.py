@@ -31,3 +31,43 @@ def oblique_volume():
     direction = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ \
         np.array([[1, 0, 0], [0, np.cos(a / 2), -np.sin(a / 2)], [0, np.sin(a / 2), np.cos(a / 2)]])
     return Volume(arr, spacing=(0.8, 0.9, 3.0), origin=(-12.5, 30.25, 7.0), direction=direction, name="ct")
+
+
+class ThresholdModel:
+    """A real (tiny) network with known weights: one 1x1x1 convolution whose logits are
+    ``[0, x - threshold]``, so the expected label map is ``image > threshold`` and every pipeline
+    step (geometry, channels, writing) can be checked against an independent computation."""
+
+    @staticmethod
+    def build(threshold: float = 100.0, channels: int = 1, patch=(8, 16, 16)):
+        import torch
+
+        from deepseg.models.base import Prepared, SegmentationModel, WindowSpec
+        from deepseg.models.card import Code, InputSpec, LabelInfo, ModelCard
+
+        class _Model(SegmentationModel):
+            def __init__(self):
+                self.card = ModelCard(
+                    id="threshold-test", title="Threshold test network", format="test",
+                    inputs=[InputSpec(f"ch{i}", "CT") for i in range(channels)],
+                    labels=[LabelInfo(1, "Bright", (220, 40, 40), type=Code("10200004", "SCT", "Liver"))])
+                net = torch.nn.Conv3d(channels, 2, 1)
+                with torch.no_grad():
+                    net.weight.zero_()
+                    net.weight[1, 0] = 1.0
+                    net.bias[:] = torch.tensor([0.0, -threshold])
+                self.networks = [net.eval()]
+                self.window = WindowSpec(tuple(patch), overlap=0.5)
+
+            def prepare(self, channels_):
+                return Prepared(np.stack([c.array.astype(np.float32) for c in channels_]), channels_[0])
+
+            def restore(self, logits, prepared):
+                return torch.softmax(torch.as_tensor(logits), 0).numpy()
+
+        return _Model()
+
+
+@pytest.fixture
+def threshold_model():
+    return ThresholdModel.build()

@@ -24,6 +24,7 @@ class Volume:
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     name: str = ""
+    meta: dict = field(default_factory=dict)  # e.g. modality, DICOM series UID and files
 
     def __post_init__(self) -> None:
         self.spacing = tuple(float(s) for s in self.spacing)
@@ -65,7 +66,7 @@ class Volume:
         """A volume on this grid holding ``array`` (geometry copied, never shared mutably)."""
         if tuple(array.shape[-3:]) != self.shape[-3:]:
             raise ValueError(f"array shape {array.shape} does not fit grid {self.shape}")
-        return replace(self, array=array, direction=self.direction.copy(),
+        return replace(self, array=array, direction=self.direction.copy(), meta=dict(self.meta),
                        name=self.name if name is None else name)
 
 

@@ -1,0 +1,60 @@
+"""Turn user inputs (paths or volumes) into the model's named channels on one grid."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..models.card import ModelCard
+from ..volume import Volume, check_image
+
+log = logging.getLogger(__name__)
+
+
+def resample_to_grid(volume: Volume, reference: Volume, order: int = 1) -> Volume:
+    """Resample ``volume`` onto ``reference``'s voxel grid (linear by default, nearest for labels)."""
+    import SimpleITK as sitk
+
+    from ..io import volume_from_sitk, volume_to_sitk
+
+    interp = sitk.sitkLinear if order == 1 else sitk.sitkNearestNeighbor
+    moved = sitk.Resample(volume_to_sitk(volume.with_array(volume.array.astype(np.float32))),
+                          volume_to_sitk(reference), sitk.Transform(), interp, 0.0, sitk.sitkFloat32)
+    return volume_from_sitk(moved, name=volume.name)
+
+
+def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[list[Volume], list[str]]:
+    """Read, validate and align the inputs; returns the channels and notes for the user.
+
+    The first input defines the output grid.  Inputs on other grids are resampled onto it (and the
+    user is told); a DICOM input whose modality differs from the model's is refused.
+    """
+    from ..io import read_volume
+
+    if not inputs:
+        raise InputError("No input image was given.", "Pass at least one --input.")
+    expected = card.inputs
+    if len(inputs) != len(expected):
+        raise InputError(
+            f"Model {card.id!r} takes {len(expected)} input channel(s) ({', '.join(i.name for i in expected)}), "
+            f"but {len(inputs)} were given.",
+            "Pass one --input per channel, in this order: " + ", ".join(i.name for i in expected) + ".")
+    notes: list[str] = []
+    channels: list[Volume] = []
+    for spec, item in zip(expected, inputs):
+        vol = item if isinstance(item, Volume) else read_volume(item)
+        check_image(vol, f"input '{spec.name}'")
+        modality = str(vol.meta.get("modality", "")).upper()
+        if modality and spec.modality and modality not in {spec.modality.upper(), "OT"}:
+            raise InputError(f"Input '{spec.name}' is a {modality} series but model {card.id!r} expects "
+                             f"{spec.modality}.", f"Choose a {modality} model or give a {spec.modality} image.")
+        if channels and not vol.same_grid(channels[0]):
+            note = (f"Input '{spec.name}' lies on a different voxel grid from '{expected[0].name}'; "
+                    f"it was resampled (linear) onto the first input's grid.")
+            log.warning(note)
+            notes.append(note)
+            vol = resample_to_grid(vol, channels[0])
+        channels.append(vol)
+    return channels, notes
