@@ -1,0 +1,15 @@
+"""Code shared by the four DeepSeg Slicer modules (OAR, Tumor, Explain, Volumetry).
+
+* ``progress_lines`` / ``process``: run the ``deepseg`` CLI in a separate process, parse its
+  ``PROGRESS`` lines, cancel the whole process tree (no Qt needed, so it is tested headless);
+* ``commands``: the command lines the panels run (PythonSlicer ``-m deepseg ...``);
+* ``mrml``: the MRML bridge (volume nodes <-> core ``Volume``, results -> segmentation, overlay
+  and table nodes), written against Slicer's MRML API and tested with ``slicer-core``;
+* ``channels``: auto-assignment of volume nodes to a model's named inputs;
+* ``dependencies``: first-use check of torch and ``Resources/requirements.txt``;
+* ``tasks``: background (or blocking) runs that tie the above together for the module logics;
+* ``compat``: Slicer's scripted-module API, with headless stand-ins when only slicer-core exists;
+* ``panel``: Qt helpers shared by the panels (Apply/Cancel, progress bar, log); GUI only.
+
+Only ``panel`` imports ``qt``; ``mrml`` imports ``slicer``/``vtk`` lazily.
+"""
