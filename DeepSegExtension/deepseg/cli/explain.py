@@ -1,0 +1,104 @@
+"""``deepseg explain``: which image regions drove a structure, and where the model is unsure."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_progress_option, emit, progress_callback
+
+METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")  # = deepseg.explain.METHODS (kept import-light)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("explain", help="attribution heat map and uncertainty for one structure",
+                       description="Write a [0, 1] heat map (on the input grid) of the image regions that drove "
+                                   "one predicted structure. Outputs appear only if the whole run succeeds.")
+    p.add_argument("--model", required=True, help="catalog id (fetched) or model folder")
+    p.add_argument("--input", action="append", metavar="PATH",
+                   help="image file or DICOM folder; repeat once per model channel, in the model's order")
+    p.add_argument("--segment", help="structure to explain: label name, TG-263 name or label value")
+    p.add_argument("--output", help="heat map to write (.nii.gz, .nrrd, .mha)")
+    p.add_argument("--method", choices=METHODS, default="gradcam",
+                   help="gradcam (default), gradcam++, hirescam, or layer-sum (Grad-CAM summed over decoder stages)")
+    p.add_argument("--layer", action="append", metavar="NAME",
+                   help="take the map from this layer (repeat to sum several); see --list-layers")
+    p.add_argument("--list-layers", action="store_true", help="list valid --layer names and the defaults, then exit")
+    p.add_argument("--region", metavar="PATH",
+                   help="explain this region (label map or .seg.nrrd) instead of the predicted segment")
+    p.add_argument("--uncertainty", metavar="PATH",
+                   help="also write an uncertainty map (fold disagreement, else TTA variance, else entropy)")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also score the map: deletion/insertion Dice and Prediction/Image Preserved (re-runs the model 7x)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap 0-0.9 (default: the model's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--json", action="store_true", help="print the result summary as JSON")
+    add_progress_option(p)
+    p.set_defaults(func=run)
+
+
+def _list_layers(args) -> int:
+    from ..explain import list_layers
+    from ..explain.layers import default_layers
+    from ..models.loaders import load_model
+
+    model = load_model(args.model)
+    layers = list_layers(model)
+    defaults = {m: default_layers(model.networks[0], layers, m) for m in ("gradcam", "layer-sum")}
+    rows = [{"name": lay.name, "type": lay.type, "channels": lay.channels, "shape": list(lay.shape)} for lay in layers]
+    text = "\n".join([f"{r['name']:<48} {r['type']:<18} {r['channels']:>5}  {'x'.join(map(str, r['shape']))}"
+                      for r in rows] + [f"default ({m}): {', '.join(v)}" for m, v in defaults.items()])
+    emit({"layers": rows, "defaults": defaults}, args.json, text)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_layers:
+        return _list_layers(args)
+    missing = [f"--{n}" for n in ("input", "segment", "output") if not getattr(args, n)]
+    if missing:
+        raise SystemExit(f"deepseg explain: give {', '.join(missing)} (or --list-layers)")
+    if args.overlap is not None and not 0 <= args.overlap < 1:
+        raise SystemExit("deepseg explain: --overlap must be in [0, 1)")
+    from ..explain import explain, uncertainty_maps
+    from ..io import AtomicOutputs, write_volume
+    from ..models.loaders import load_model
+    from ..progress import Progress
+
+    progress = Progress(progress_callback(args.progress), args.cancel)
+    model = load_model(args.model)
+    result = explain(model, args.input, args.segment, method=args.method, layer=args.layer, region=args.region,
+                     device=args.device, overlap=args.overlap, progress=progress)
+    summary = {"outputs": {}, **result.info}
+    unc = None
+    if args.uncertainty:
+        unc = uncertainty_maps(model, args.input, device=args.device, overlap=args.overlap, progress=progress)
+        summary["uncertainty"] = {"measure": unc.primary, **unc.info,
+                                  "structures": [dict(s.__dict__, score=s.score) for s in unc.structures]}
+    if args.faithfulness:
+        from ..explain.faithfulness import evaluate_map, model_segmenter
+        from ..inference.channels import load_channels
+
+        channels, _ = load_channels(list(args.input), model.card)
+        progress.stage("faithfulness")
+        score = evaluate_map(model_segmenter(model, args.device, args.cancel), channels, result.labels.array,
+                             result.info["value"], result.heatmap.array, step=progress.step)
+        summary["faithfulness"] = score.to_json()
+    with AtomicOutputs(overwrite=args.overwrite) as out:
+        summary["outputs"]["heatmap"] = str(out.add(args.output, lambda p: write_volume(result.heatmap, p)))
+        if unc is not None:
+            vol = unc.maps[unc.primary]
+            summary["outputs"]["uncertainty"] = str(out.add(args.uncertainty, lambda p: write_volume(vol, p)))
+        args.cancel.raise_if_cancelled()
+    lines = [f"{result.info['method']} map of '{result.info['segment']}' from layer(s) {', '.join(result.info['layers'])}"]
+    if result.info["all_zero"]:
+        lines.append("warning: no positive attribution; the map is all zero")
+    if unc is not None:
+        lines += [f"uncertainty ({unc.primary}), most uncertain first:"] + [
+            f"  {s.name:<32} inside {s.mean_inside:.3f}  boundary {s.mean_boundary:.3f}" for s in unc.structures]
+    if args.faithfulness:
+        f = summary["faithfulness"]
+        lines.append(f"faithfulness: deletion Dice lost {f['deletion_mean']:.3f}, insertion Dice {f['insertion_mean']:.3f}, "
+                     f"PP {f['prediction_preserved']:.3f} at IP {f['image_preserved']:.3f}")
+    lines += [f"wrote {v}" for v in summary["outputs"].values()]
+    emit(summary, args.json, "\n".join(lines))
+    return 0

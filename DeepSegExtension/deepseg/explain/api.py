@@ -1,0 +1,153 @@
+"""``explain()``: why did the model draw this structure?  A [0, 1] heat map on the input grid.
+
+Runs the model once (the ordinary ``segment`` pipeline) to get the predicted structure, maps the
+target region into network space through the model's own ``restore``, computes the attribution
+patch by patch along inference's sliding window, and maps the result back to the input grid.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..models.base import SegmentationModel
+from ..progress import CancelToken, Progress, ProgressCallback
+from ..volume import Volume
+from .cam import METHODS, cam_network_space
+from .grid import network_coordinates, region_to_network, restore_map
+from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
+
+
+@dataclass
+class ExplanationResult:
+    """``heatmap``: float32 Volume on the first input's grid, in [0, 1]; ``labels``: the prediction
+    explained; ``region``: the target region (input grid); ``info``: method, layers, timings..."""
+
+    heatmap: Volume
+    labels: Volume
+    region: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def _load(model: "str | Path | SegmentationModel") -> SegmentationModel:
+    if isinstance(model, SegmentationModel):
+        return model
+    from ..models.loaders import load_model
+
+    return load_model(model)
+
+
+def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, value: int) -> np.ndarray:
+    """A user region (label map / .seg.nrrd / array) as a boolean mask on ``reference``'s grid.  A
+    multi-label map that contains the explained label's value selects that value, else all non-zero."""
+    if isinstance(region, np.ndarray):
+        arr = region
+        if arr.shape != reference.shape:
+            raise InputError(f"The region array has shape {arr.shape}, the image {reference.shape}.",
+                             "Give a region on the input image's grid.")
+    else:
+        if not isinstance(region, Volume):
+            from ..io import full_suffix, read_volume
+
+            if full_suffix(Path(region)).lower() == ".seg.nrrd":
+                from ..export.seg_nrrd import read_seg_nrrd
+
+                region = read_seg_nrrd(region)[0]
+            else:
+                region = read_volume(region)
+        if not region.same_grid(reference):
+            from ..inference.channels import resample_to_grid
+
+            region = resample_to_grid(region, reference, order=0)
+        arr = region.array
+    arr = np.asarray(arr)
+    mask = arr == value if np.any(arr == value) and value != 0 else arr != 0
+    if not mask.any():
+        raise InputError("The explanation region is empty.", "Give a region with at least one non-zero voxel.")
+    return mask
+
+
+def list_layers(model: "str | Path | SegmentationModel") -> list[LayerInfo]:
+    """Every layer name ``--layer`` accepts for this model (probe pass on one patch)."""
+    model = _load(model)
+    return probe_layers(model.networks[0], model.window.patch_size, len(model.card.inputs))[0]
+
+
+def explain(
+    model: "str | Path | SegmentationModel",
+    inputs: Sequence["str | Path | Volume"],
+    segment: "str | int",
+    *,
+    method: str = "gradcam",
+    layer: "str | Sequence[str] | None" = None,
+    region: "str | Path | Volume | np.ndarray | None" = None,
+    device: str = "auto",
+    overlap: Optional[float] = None,
+    progress: "Progress | ProgressCallback | None" = None,
+    cancel: Optional[CancelToken] = None,
+) -> ExplanationResult:
+    """Attribution map of ``segment`` (label name, TG-263 name or value) for ``inputs``.
+
+    ``method``: gradcam, gradcam++, hirescam or layer-sum; ``layer``: module name(s) to take the
+    map from (default per architecture, see ``list_layers``); ``region``: explain this region
+    instead of the predicted segment.
+    """
+    from ..inference.channels import load_channels
+    from ..inference.device import resolve_device
+    from ..inference.pipeline import segment as run_segment
+
+    if method not in METHODS:
+        raise InputError(f"Unknown explanation method {method!r}.", "Choose one of: " + ", ".join(METHODS) + ".")
+    if not isinstance(progress, Progress):
+        progress = Progress(progress, cancel or CancelToken())
+    model = _load(model)
+    label = model.card.label(segment)
+    class_index = [lab.value for lab in model.card.labels].index(label.value) + 1
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+
+    channels, _ = load_channels(list(inputs), model.card)
+    reference = channels[0]
+    seg = run_segment(model, channels, device=str(dev), overlap=overlap,
+                      progress_callback=progress.callback, cancel=progress.cancel)
+    t_segment = time.perf_counter() - t0
+    if region is None:
+        mask = seg.labels.array == label.value
+        if not mask.any():
+            raise InputError(f"The model predicted no '{label.name}' voxels in this image, so there is nothing "
+                             "to explain.", "Pass --region with the region to explain instead.")
+    else:
+        mask = _region_mask(region, reference, label.value)
+
+    progress.stage("explain")
+    prepared = model.prepare(channels)
+    coordinates = network_coordinates(model, prepared)
+    region_net = region_to_network(model, prepared, mask, coordinates)
+    if not region_net.any():
+        raise InputError("The explanation region lies outside the part of the image the model sees.",
+                         "Choose a region inside the image's field of view.")
+    candidates, _ = probe_layers(model.networks[0], model.window.patch_size, prepared.image.shape[0], dev)
+    if layer:
+        layers = resolve_layers(model.networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
+    else:
+        layers = default_layers(model.networks[0], candidates, method)
+    heat_net = cam_network_space(model.networks, prepared.image, model.window, class_index, region_net, layers,
+                                 method, device=dev, overlap=overlap, progress=progress)
+    peak = float(heat_net.max())
+    heat = restore_map(model, prepared, heat_net / peak) if peak > 0 else np.zeros(reference.shape, np.float32)
+    if heat.max() > 0:
+        heat = heat / heat.max()
+    progress.finish()
+    info = {
+        "model": model.card.id, "segment": label.name, "value": label.value, "method": method, "layers": layers,
+        "region": "predicted segment" if region is None else "user region",
+        "region_voxels": int(mask.sum()), "network_region_voxels": int(region_net.sum()),
+        "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev),
+        "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),
+                             seg.labels, mask, info)

@@ -1,0 +1,145 @@
+"""Class-activation maps for a 3D segmentation target, computed along inference's sliding window.
+
+Target: the logit of class ``c`` summed over a region ``R`` of the *stitched* output.  Inference
+stitches patch logits as ``sum_p w_p(v) l_p(v) / N(v)`` (``w_p`` the Gaussian window weights,
+``N`` their sum), so the target splits exactly into per-patch targets
+``T_p = sum_{v in R} (w_p(v) / N(v)) l_p,c(v)``.  Each patch that overlaps ``R`` is run forward
+with hooks on the chosen layers, ``T_p`` is differentiated with respect to those layers'
+activations only (no weight gradients), and the per-patch maps are stitched with the same window
+weights; patches outside ``R`` contribute nothing.  Memory is that of one patch plus two
+network-space accumulators, whatever the volume size.
+
+The per-layer maths (Grad-CAM channel weights, Grad-CAM++ weights, HiResCAM element-wise
+products) come from ``pytorch-grad-cam``; its own driver normalises every call to [0, 1], which
+would make patch maps incomparable, so only its weight functions are used here.
+
+``layer-sum`` (weighted sum over decoder stages, the adaptation proposed for segmentation
+networks, SPIE Medical Imaging 2022, doi 10.1117/12.2612288): each stage's Grad-CAM map is
+expressed as attribution per output voxel (upsampled and divided by the up-sampling factor), so
+stages with few coarse voxels and stages with many fine ones weigh the same per unit of score,
+then the stages are added.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..inference.device import resolve_device, use_all_cores
+from ..inference.sliding_window import blend_weights, plan_windows
+from ..models.base import WindowSpec
+from ..progress import Progress
+from .layers import network_output
+
+METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
+
+
+def layer_map(method: str, activations: torch.Tensor, gradients: torch.Tensor) -> np.ndarray:
+    """``(B, C, z, y, x)`` activations and gradients -> unnormalised map ``(B, z, y, x)`` (no ReLU)."""
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+
+    a = activations.detach().float().cpu().numpy()
+    g = gradients.detach().float().cpu().numpy()
+    if method == "hirescam":
+        return HiResCAM.get_cam_image(None, None, None, None, a, g, False)
+    weights_of = GradCAMPlusPlus.get_cam_weights if method == "gradcam++" else GradCAM.get_cam_weights
+    weights = weights_of(None, None, None, None, a, g)
+    return (weights[:, :, None, None, None] * a).sum(axis=1)
+
+
+def _to_tile(cam: np.ndarray, patch: Sequence[int], margin: Sequence[int], density: bool) -> torch.Tensor:
+    """Upsample a layer map to the input patch, keep the output tile (valid-conv nets lose a margin)."""
+    t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[:, None]
+    scale = float(np.prod(patch)) / float(np.prod(t.shape[2:]))
+    if tuple(t.shape[2:]) != tuple(patch):
+        t = F.interpolate(t, size=tuple(int(p) for p in patch), mode="trilinear", align_corners=False)
+    if density:
+        t = t / scale
+    m = [int(x) for x in margin]
+    return t[:, 0, m[0]:t.shape[2] - m[0], m[1]:t.shape[3] - m[1], m[2]:t.shape[4] - m[2]]
+
+
+def _capture(net: nn.Module, layer_names: Sequence[str]):
+    """Forward hooks keeping the (graph-attached) outputs of ``layer_names``; returns (store, handles)."""
+    store: dict[str, torch.Tensor] = {}
+    modules = dict(net.named_modules())
+
+    def hook(name):
+        def _hook(_m, _i, out):
+            store[name] = out
+        return _hook
+
+    return store, [modules[n].register_forward_hook(hook(n)) for n in layer_names]
+
+
+def cam_network_space(
+    networks: Sequence[nn.Module],
+    image: np.ndarray,
+    window: WindowSpec,
+    class_index: int,
+    region: np.ndarray,
+    layers: Sequence[str],
+    method: str = "gradcam",
+    *,
+    device: "str | torch.device" = "cpu",
+    overlap: Optional[float] = None,
+    progress: Optional[Progress] = None,
+) -> np.ndarray:
+    """Attribution map ``(z, y, x)`` (>= 0, unnormalised) of ``sum_R logit_c`` over network-space ``image``.
+
+    ``region`` is a boolean network-space mask; ``layers`` name modules of every network (folds
+    share an architecture); the maps of all folds are averaged, as their logits are.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    device = resolve_device(device)
+    if device.type == "cpu":
+        use_all_cores()
+    progress = progress or Progress()
+    overlap = window.overlap if overlap is None else overlap
+    plan = plan_windows(image.shape[1:], window, overlap)
+    img = torch.nn.functional.pad(torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32), plan.pad)
+    weights = blend_weights(tuple(int(t) for t in plan.out_tile), window.blend, torch.device("cpu"))
+    norm = torch.zeros(plan.grid)
+    for box in plan.boxes:
+        norm[plan.output_slices(box)] += weights
+    target_grid = torch.zeros(plan.grid)
+    target_grid[plan.crop] = torch.from_numpy(region.astype(np.float32))
+    target_grid /= norm  # each patch's share of the stitched logit: w_p / N
+    acc = torch.zeros(plan.grid)
+    active = [b for b in plan.boxes if target_grid[plan.output_slices(b)].any()]
+    cam_method = "gradcam" if method == "layer-sum" else method
+    margin = window.output_margin
+    total, done = len(active) * len(networks), 0
+    for net in networks:
+        net.to(device)
+        store, handles = _capture(net, layers)
+        try:
+            for box in active:
+                out_sl = plan.output_slices(box)
+                x = img[(slice(None), *plan.input_slices(box))][None].to(device).clone()
+                with torch.enable_grad():
+                    x.requires_grad_(True)  # a graph even when the weights are frozen; only layer grads are computed
+                    store.clear()
+                    logits = network_output(net, x)
+                    score = (logits[0, class_index].float() * (target_grid[out_sl] * weights).to(device)).sum()
+                    acts = [store[n] for n in layers]
+                    grads = torch.autograd.grad(score, acts, allow_unused=True)
+                tile = torch.zeros(tuple(int(t) for t in plan.out_tile))
+                for a, g in zip(acts, grads):
+                    if g is None:
+                        continue
+                    cam = np.maximum(layer_map(cam_method, a, g), 0)
+                    tile += _to_tile(cam, plan.patch, margin, density=len(layers) > 1)[0]
+                acc[out_sl] += tile * weights
+                done += 1
+                progress.step(done, total)
+        finally:
+            for h in handles:
+                h.remove()
+            store.clear()
+    acc /= norm * len(networks)
+    return acc[plan.crop].numpy()
