@@ -1,0 +1,90 @@
+"""Find the parts of an nnU-Net v2 results folder: which ``Trainer__Plans__configuration`` folder, which
+folds, and the files each needs, with errors that name the missing file and the fix."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ...errors import ModelError
+
+CONFIG_PREFERENCE = ("3d_fullres", "2d", "3d_lowres")
+
+
+def _trainer_folders(folder: Path) -> list[Path]:
+    """``Trainer__Plans__config`` folders in ``folder`` or one level down (a ``DatasetXXX_Name`` folder,
+    as a published zip unpacks)."""
+    found = [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.count("__") == 2]
+    if not found:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            found += [p for p in sorted(sub.iterdir()) if p.is_dir() and p.name.count("__") == 2]
+    return found
+
+
+def select_training_folder(folder: Path, configuration: Optional[str] = None) -> Path:
+    """The folder holding ``plans.json``/``dataset.json``/``fold_N`` for ``configuration``.
+
+    ``folder`` may be that folder itself, or a results folder holding one ``Trainer__Plans__config``
+    folder per configuration (default: 3d_fullres, else the only one)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"nnU-Net model folder {folder} does not exist.", "Check the path, or fetch the model again.")
+    if (folder / "plans.json").exists() or (folder / "dataset.json").exists() or any(folder.glob("fold_*")):
+        return folder
+    candidates = _trainer_folders(folder)
+    if not candidates:
+        raise ModelError(f"{folder} is not an nnU-Net v2 results folder: it has no plans.json, dataset.json, "
+                         "fold_N/ or Trainer__Plans__configuration/ folder.",
+                         "Point to the folder nnUNetv2_train wrote (…/nnUNet_results/DatasetXXX_Name/"
+                         "nnUNetTrainer__nnUNetPlans__3d_fullres) or to an unpacked model zip.")
+    by_config: dict[str, list[Path]] = {}
+    for c in candidates:
+        by_config.setdefault(c.name.split("__")[2], []).append(c)
+    if configuration is None:
+        configuration = next((c for c in CONFIG_PREFERENCE if c in by_config), None)
+        if configuration is None and len(by_config) == 1:
+            configuration = next(iter(by_config))
+    if configuration not in by_config:
+        raise ModelError(f"{folder} has no trained configuration {configuration!r}.",
+                         "Choose one of: " + ", ".join(sorted(by_config)) + ".")
+    if len(by_config[configuration]) > 1:
+        names = ", ".join(p.name for p in by_config[configuration])
+        raise ModelError(f"{folder} holds several trainings of {configuration!r} ({names}).",
+                         "Point to one of those folders directly.")
+    return by_config[configuration][0]
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ModelError(f"{path.name} is missing from the nnU-Net model folder {path.parent} ({what}).",
+                         f"Copy {path.name} from the original nnU-Net results folder (it sits next to the fold_N "
+                         "folders), or fetch the model again.")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}).", "Repair the file or fetch the model again.") from exc
+
+
+def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], checkpoint: str) -> list[Path]:
+    """Checkpoint paths of the requested folds (default: every ``fold_N`` holding ``checkpoint``)."""
+    if folds is None:
+        names = sorted((p.name for p in folder.glob("fold_*") if p.is_dir() and p.name != "fold_all"
+                        and (p / checkpoint).is_file()), key=lambda n: int(n.split("_")[1]) if
+                       n.split("_")[1].isdigit() else 1 << 30)
+        if not names and (folder / "fold_all" / checkpoint).is_file():
+            names = ["fold_all"]
+        if not names:
+            present = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/*.pth"))
+            raise ModelError(f"No fold in {folder} has {checkpoint}" +
+                             (f" (found: {', '.join(present)})." if present else "."),
+                             f"Fetch the model's weights again, or choose an existing checkpoint file "
+                             f"(e.g. checkpoint=\"checkpoint_best.pth\") if that is what was published.")
+    else:
+        names = [f"fold_{f}" for f in folds]
+    paths = [folder / n / checkpoint for n in names]
+    for p in paths:
+        if not p.is_file():
+            raise ModelError(f"Checkpoint {p} is missing.",
+                             "Fetch the model again, or choose folds that exist: " +
+                             (", ".join(sorted(q.name for q in folder.glob("fold_*"))) or "none found") + ".")
+    return paths

@@ -1,0 +1,203 @@
+"""nnU-Net v2 results folders run in DeepSeg's own engine (no nnunetv2 import at inference time).
+
+The steps and their order are nnU-Net's: transpose -> crop to non-zero -> normalise -> resample to the
+configuration's spacing -> Gaussian sliding window (mirroring over the checkpoint's allowed axes, folds
+averaged as logits) -> resample logits back -> softmax/sigmoid -> undo crop -> undo transpose.
+What differs is the plumbing: no worker processes, no files in between, float32 accumulation, batched
+patches and multi-threaded resampling of the logits.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import InputError, ModelError
+from ...progress import Progress
+from ...volume import Volume
+from ..base import Prepared, SegmentationModel, WindowSpec
+from ..card import InputSpec, LabelInfo, ModelCard
+from .folder import fold_checkpoints, read_json, select_training_folder
+from .labels import LabelScheme, read_labels
+from .network import build_network, load_weights, read_fold
+from .plans import NnUNetConfig, read_configuration
+from .preprocess import new_shape_for, nonzero_bbox, nonzero_mask, normalize, resample
+
+CARD_FILE = "deepseg-card.json"
+NNUNET_CITATION = ("Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH. nnU-Net: a self-configuring method "
+                   "for deep learning-based biomedical image segmentation. Nat Methods 18, 203-211 (2021).")
+
+
+class NnUNetModel(SegmentationModel):
+    """One configuration of a trained nnU-Net v2 model (one network per fold)."""
+
+    def __init__(self, card: ModelCard, config: NnUNetConfig, scheme: LabelScheme, networks: list,
+                 fold_names: list[str], mirror_axes: Optional[Sequence[int]], folder: Path):
+        self.card = card
+        self.config = config
+        self.scheme = scheme
+        self.networks = networks
+        self.fold_names = fold_names
+        self.folder = folder
+        self.mirror_axes = tuple(int(a) for a in mirror_axes) if mirror_axes is not None else ()
+        if config.is_2d:  # 2D networks run on (1, y, x) windows of the transposed volume
+            patch = (1, *config.patch_size)
+            axes = tuple(a + 1 for a in self.mirror_axes)
+        else:
+            patch, axes = tuple(config.patch_size), self.mirror_axes
+        self.window = WindowSpec(patch_size=patch, overlap=0.5, blend="gaussian", mirror_axes=axes)
+        # 2D slices are cheap: batch them; 3D patches gain little from batching on the CPU
+        self.batch_size = 8 if config.is_2d else 1
+
+    @property
+    def num_classes(self) -> int:
+        return self.scheme.num_heads
+
+    # --- network space ---------------------------------------------------------------------------
+    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+        self.check_channels(channels)
+        ref = channels[0]
+        for ch in channels[1:]:
+            if not ch.same_grid(ref):
+                raise InputError(f"Input channel {ch.name or '?'} is not on the grid of {ref.name or 'channel 1'}.",
+                                 "Register/resample all channels onto one grid before segmenting.")
+        cfg = self.config
+        tf = cfg.transpose_forward
+        data = np.stack([np.asarray(ch.array, dtype=np.float32) for ch in channels])
+        data = data.transpose([0, *[a + 1 for a in tf]])
+        spacing = [ref.spacing[2 - a] for a in tf]  # Volume.spacing is (i, j, k); array axes are (k, j, i)
+        shape_before = data.shape[1:]
+        bbox = nonzero_bbox(data)
+        data = np.array(data[(slice(None), *(slice(a, b) for a, b in bbox))], dtype=np.float32, order="C")
+        mask = nonzero_mask(data) if any(u and s == "ZScoreNormalization" for u, s in
+                                         zip(cfg.use_mask_for_norm, cfg.normalization_schemes)) else None
+        for c in range(data.shape[0]):
+            if c >= len(cfg.normalization_schemes):
+                raise ModelError(f"The plans define normalisation for {len(cfg.normalization_schemes)} channel(s), "
+                                 f"but the model takes {data.shape[0]}.", "The plans and dataset.json do not match.")
+            data[c] = normalize(data[c], cfg.normalization_schemes[c], cfg.use_mask_for_norm[c],
+                                cfg.intensity_properties.get(str(c)), mask)
+        target = [spacing[0], *cfg.spacing] if cfg.is_2d else list(cfg.spacing)
+        shape_cropped = data.shape[1:]
+        data = resample(data, new_shape_for(shape_cropped, spacing, target), spacing, target, cfg.resample_data)
+        context = {"shape_before_crop": tuple(shape_before), "bbox": bbox, "shape_cropped": tuple(shape_cropped),
+                   "spacing": spacing, "network_spacing": target}
+        return Prepared(image=np.ascontiguousarray(data, dtype=np.float32), reference=ref, context=context)
+
+    def _fold_indices(self, folds: Optional[Sequence["int | str"]]) -> list[int]:
+        if folds is None:
+            return list(range(len(self.networks)))
+        out = []
+        for f in folds:
+            name = f"fold_{f}"
+            if name not in self.fold_names:
+                raise ModelError(f"Fold {f} is not loaded in {self.card.id}.",
+                                 "Loaded folds: " + ", ".join(self.fold_names) + ".")
+            out.append(self.fold_names.index(name))
+        return out
+
+    def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = True, overlap: Optional[float] = None,
+                       progress: Optional[Progress] = None, folds: Optional[Sequence[int]] = None):
+        from ...inference.sliding_window import predict_sliding_window
+
+        nets = [self.networks[i] for i in self._fold_indices(folds)]
+        forward = (lambda net, x: net(x[:, :, 0])[:, :, None]) if self.config.is_2d else None
+        return predict_sliding_window(
+            nets, prepared.image, self.window, self.num_classes, device=device,
+            mirror=tta and bool(self.window.mirror_axes), overlap=self.window.overlap if overlap is None else overlap,
+            progress=progress, batch_size=self.batch_size, forward=forward)
+
+    # --- back to the input grid -------------------------------------------------------------------
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        ctx = prepared.context
+        x = torch.as_tensor(logits, dtype=torch.float32)
+        x = resample(x, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
+                     self.config.resample_probabilities)
+        x = torch.sigmoid(x) if self.scheme.regions else torch.softmax(x, dim=0)
+        full = ctx["shape_before_crop"]
+        if tuple(x.shape[1:]) != tuple(full):
+            out = torch.zeros((x.shape[0], *full), dtype=torch.float32)
+            if not self.scheme.regions:
+                out[0] = 1.0  # outside the non-zero box nnU-Net predicts background
+            out[(slice(None), *(slice(a, b) for a, b in ctx["bbox"]))] = x
+            x = out
+        back = self.config.transpose_backward
+        return x.numpy().transpose([0, *[a + 1 for a in back]])
+
+    def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        if not self.scheme.regions:
+            return super().labels_from_probabilities(probabilities)
+        labels = np.zeros(probabilities.shape[1:], dtype=np.uint16)
+        for channel, value in enumerate(self.scheme.region_order):
+            labels[probabilities[channel] > 0.5] = value
+        return labels
+
+
+def _inputs(dataset: dict) -> list[InputSpec]:
+    names = dataset.get("channel_names") or dataset.get("modality")
+    if not names:
+        raise ModelError("dataset.json has no 'channel_names'.", "Use the dataset.json the model was trained with.")
+    ordered = [names[k] for k in sorted(names, key=int)]
+    return [InputSpec(name=str(n), modality="CT" if str(n).lower() == "ct" else str(n),
+                      pattern="*" if len(ordered) == 1 else f"*_{i:04d}*") for i, n in enumerate(ordered)]
+
+
+def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str"]] = None,
+                       checkpoint: str = "checkpoint_final.pth", configuration: Optional[str] = None,
+                       label_overrides: Optional[Sequence[LabelInfo]] = None) -> NnUNetModel:
+    """Load an nnU-Net v2 results folder (a ``Trainer__Plans__config`` folder or its parent).
+
+    A ``deepseg-card.json`` next to it (format ``nnunetv2``) supplies the catalog's id, title, licence,
+    citation and label names/colours/codes, and may set ``preprocessing.configuration`` and
+    ``preprocessing.results_folder`` (relative path of the results inside the model folder).
+    """
+    folder = Path(folder)
+    card_in = ModelCard.load(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
+    if card_in is not None:
+        configuration = configuration or card_in.preprocessing.get("configuration")
+        folder = folder / card_in.preprocessing.get("results_folder", ".")
+        label_overrides = label_overrides or card_in.labels
+    train_dir = select_training_folder(folder, configuration)
+    dataset = read_json(train_dir / "dataset.json", "label names and input channels")
+    plans = read_json(train_dir / "plans.json", "preprocessing and network architecture")
+    paths = fold_checkpoints(train_dir, folds, checkpoint)
+
+    scheme = read_labels(dataset, str(train_dir / "dataset.json"), label_overrides)
+    inputs = _inputs(dataset)
+    networks, meta = [], {}
+    config: Optional[NnUNetConfig] = None
+    for path in paths:
+        ckpt = read_fold(path)
+        if config is None:  # the first fold's metadata names the configuration, as in nnUNetPredictor
+            meta = ckpt
+            conf_name = (meta.get("init_args") or {}).get("configuration") or configuration or \
+                train_dir.name.split("__")[-1]
+            config = read_configuration(plans, conf_name, str(train_dir / "plans.json"))
+            if config.previous_stage:
+                raise ModelError(f"{train_dir.name} is a cascade stage (needs {config.previous_stage} output).",
+                                 "Cascades are not supported; choose the 3d_fullres configuration of the model.")
+        net = build_network(config.architecture, len(inputs), scheme.num_heads, str(train_dir / "plans.json"))
+        load_weights(net, ckpt, path)
+        networks.append(net)
+    assert config is not None
+
+    trainer = meta.get("trainer_name") or train_dir.name.split("__")[0]
+    dataset_name = plans.get("dataset_name", train_dir.parent.name)
+    card = ModelCard(
+        id=card_in.id if card_in else f"{dataset_name}/{config.name}",
+        title=card_in.title if card_in else f"nnU-Net {dataset_name} ({config.name})",
+        format="nnunetv2", labels=scheme.labels, inputs=card_in.inputs if card_in else inputs,
+        version=card_in.version if card_in else "1",
+        description=card_in.description if card_in else str(dataset.get("description", "")),
+        architecture={"class": config.architecture.get("network_class_name"), "trainer": trainer,
+                      "plans": plans.get("plans_name"), "configuration": config.name,
+                      "folds": [p.parent.name for p in paths], "checkpoint": checkpoint},
+        preprocessing={"configuration": config.name, "spacing": config.spacing, "patch_size": config.patch_size,
+                       "normalization": config.normalization_schemes, "transpose": config.transpose_forward},
+        license=card_in.license if card_in else str(dataset.get("licence", dataset.get("license", ""))),
+        citation=card_in.citation if card_in else NNUNET_CITATION,
+    )
+    return NnUNetModel(card, config, scheme, networks, [p.parent.name for p in paths],
+                       meta.get("inference_allowed_mirroring_axes"), train_dir)

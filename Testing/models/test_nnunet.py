@@ -1,0 +1,212 @@
+"""nnU-Net v2 results folders in DeepSeg's engine agree with nnU-Net's own ``nnUNetPredictor``.
+
+The model is a genuine nnU-Net v2 training (nnunetv2's planning, preprocessing and ``nnUNetTrainer``),
+built once by ``Testing/fixtures/make_nnunet_model.py`` and cached under ``Testing/_fixtures``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nnunetv2")
+
+from fixtures.make_nnunet_model import (DATASET_NAME, ensure_nnunet_fixture, make_case, pack_results_zip,  # noqa: E402
+                                        trainer_folder, write_case)
+from fixtures.nnunet_runs import dice_per_class, run_ours, run_reference  # noqa: E402
+
+from deepseg.errors import ModelError  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures"
+
+
+@pytest.fixture(scope="session")
+def results() -> Path:
+    """The trained results folder ``Dataset977_DeepSegTiny`` (3d_fullres folds 0-1, 2d fold 0)."""
+    return ensure_nnunet_fixture(FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def case(tmp_path_factory):
+    """A fresh case unlike the training ones: oblique direction, other spacing and size, as NIfTI files."""
+    import SimpleITK as sitk
+
+    a = np.deg2rad(17)
+    direction = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ \
+        np.array([[1, 0, 0], [0, np.cos(a / 2), -np.sin(a / 2)], [0, np.sin(a / 2), np.cos(a / 2)]])
+    ct, t1, gt = make_case(4242, size_ijk=(60, 19, 64), spacing=(0.75, 3.0, 0.7), direction=direction,
+                           origin=(-20.5, 13.25, 40.0))
+    folder = tmp_path_factory.mktemp("nnunet_case")
+    images = write_case(folder, "test_000", (ct, t1, gt))
+    return images, sitk.GetArrayFromImage(gt), folder
+
+
+def _agreement(train_dir: Path, case, folds, mirror: bool, tmp_path: Path):
+    import SimpleITK as sitk
+
+    images, gt, _ = case
+    ref_file = run_reference(train_dir, images, tmp_path / "ref.nii.gz", folds, mirror)
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_file)))
+    ours, image = run_ours(train_dir, images, folds, mirror)
+    assert ours.same_grid(image, tol=0.0), "the label map must lie exactly on the input grid"
+    assert ours.spacing == image.spacing and ours.origin == image.origin
+    assert np.array_equal(ours.direction, image.direction)
+    agree = dice_per_class(ours.array, ref, [1, 2])
+    truth = dice_per_class(ours.array, gt, [1, 2])
+    assert min(agree.values()) >= 0.99, f"per-class Dice vs nnUNetPredictor {agree}"
+    assert min(truth.values()) >= 0.8, f"the fixture model must really segment the shapes (Dice vs truth {truth})"
+    return agree
+
+
+@pytest.mark.parametrize("mirror", [False, True], ids=["no-mirror", "mirror"])
+def test_3d_fullres_two_folds_agree_with_nnunet_predictor(results, case, mirror, tmp_path):
+    _agreement(trainer_folder(results, "3d_fullres"), case, (0, 1), mirror, tmp_path)
+
+
+def test_2d_configuration_agrees_with_nnunet_predictor(results, case, tmp_path):
+    _agreement(trainer_folder(results, "2d"), case, (0,), True, tmp_path)
+
+
+def test_region_based_labels_agree_with_nnunet_predictor(results, case, tmp_path):
+    """BraTS-style regions (sigmoid per region, painted in ``regions_class_order``) on the same weights."""
+    src = trainer_folder(results, "3d_fullres")
+    dst = tmp_path / src.name
+    _link_copy(src, dst, folds=("fold_0",))
+    ds = json.loads((dst / "dataset.json").read_text())
+    ds["labels"] = {"background": 0, "organs": [1, 2], "spleen": [2], "extra": [3]}
+    ds["regions_class_order"] = [1, 2, 3]
+    (dst / "dataset.json").write_text(json.dumps(ds))
+    import SimpleITK as sitk
+
+    images, _, _ = case
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(run_reference(dst, images, tmp_path / "r.nii.gz", (0,), False))))
+    ours, _ = run_ours(dst, images, (0,), False)
+    present = [c for c in (1, 2, 3) if (ref == c).any() or (ours.array == c).any()]
+    assert present, "region model painted nothing; the comparison would be vacuous"
+    agree = dice_per_class(ours.array, ref, present)
+    assert min(agree.values()) >= 0.99, agree
+
+
+def _link_copy(src: Path, dst: Path, folds=("fold_0", "fold_1"), skip=()):
+    """Copy a trainer folder's JSON files and symlink the chosen folds' checkpoints."""
+    dst.mkdir(parents=True)
+    for f in ("dataset.json", "plans.json"):
+        if f not in skip:
+            shutil.copy(src / f, dst / f)
+    for fold in folds:
+        (dst / fold).mkdir()
+        if "checkpoint" not in skip:
+            os.symlink(src / fold / "checkpoint_final.pth", dst / fold / "checkpoint_final.pth")
+
+
+def test_loader_registry_and_configuration_choice(results):
+    from deepseg.models.loaders import detect_format, load_model
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    assert detect_format(trainer_folder(results)) == "nnunetv2"
+    model = load_model(results)  # dataset folder with two configurations: 3d_fullres by default
+    assert model.config.name == "3d_fullres" and model.fold_names == ["fold_0", "fold_1"]
+    assert len(model.networks) == 2 and not any(n.training for n in model.networks)
+    assert model.window.mirror_axes == (0, 1, 2)
+    two_d = load_nnunet_folder(results, configuration="2d")
+    assert two_d.config.is_2d and two_d.window.patch_size[0] == 1 and two_d.window.mirror_axes == (1, 2)
+    assert [lab.name for lab in model.card.labels] == ["liver", "spleen"]
+    assert model.card.labels[0].type.value == "10200004"  # SNOMED CT Liver, from pydicom's code dictionary
+    assert [i.name for i in model.card.inputs] == ["CT", "T1"]
+    with pytest.raises(ModelError, match="3d_lowres"):
+        load_nnunet_folder(results, configuration="3d_lowres")
+
+
+@pytest.mark.parametrize("missing", ["plans.json", "dataset.json"])
+def test_missing_json_names_file_and_fix(results, tmp_path, missing):
+    dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"
+    _link_copy(trainer_folder(results), dst, skip=(missing,))
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    with pytest.raises(ModelError) as err:
+        load_nnunet_folder(dst)
+    assert missing in err.value.problem and err.value.fix
+
+
+def test_missing_checkpoint_names_file_and_fix(results, tmp_path):
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"
+    _link_copy(trainer_folder(results), dst, skip=("checkpoint",))
+    with pytest.raises(ModelError) as err:
+        load_nnunet_folder(dst)
+    assert "checkpoint_final.pth" in err.value.problem and err.value.fix
+    with pytest.raises(ModelError) as err:
+        load_nnunet_folder(trainer_folder(results), folds=[3])
+    assert "fold_3" in err.value.problem and "fold_0" in err.value.fix
+
+
+class _Payload:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_is_refused_without_running_code(results, tmp_path):
+    import torch
+
+    from deepseg.models.nnunet import load_nnunet_folder
+    from deepseg.models.safe_load import load_checkpoint
+
+    marker = tmp_path / "pwned"
+    dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"
+    _link_copy(trainer_folder(results), dst, folds=("fold_0",), skip=("checkpoint",))
+    genuine = load_checkpoint(trainer_folder(results) / "fold_0" / "checkpoint_final.pth")
+    genuine["init_args"] = _Payload(marker)
+    torch.save(genuine, dst / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(ModelError, match="refused"):
+        load_checkpoint(dst / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(ModelError, match="refused"):
+        load_nnunet_folder(dst)
+    assert not marker.exists()
+    # the payload is live: plain unpickling would have run it
+    torch.load(dst / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    assert marker.exists()
+
+
+def test_published_zip_layout_loads(results, tmp_path):
+    """A zip packed like nnUNetv2_export_model_to_zip, unpacked, loads from its top folder."""
+    zip_path = pack_results_zip(results, tmp_path / "model.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path / "unpacked")
+    assert f"{DATASET_NAME}/nnUNetTrainer__nnUNetPlansTiny__3d_fullres/fold_1/checkpoint_final.pth" in names
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    model = load_nnunet_folder(tmp_path / "unpacked")
+    assert model.config.name == "3d_fullres" and len(model.networks) == 2
+
+
+def test_resampling_matches_nnunet_functions():
+    """Data (order 3) and logits (order 1) resampling, with and without the separate-z rule."""
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+
+    from deepseg.models.nnunet.plans import Resampling
+    from deepseg.models.nnunet.preprocess import new_shape_for, resample
+
+    rng = np.random.default_rng(1)
+    for shape, sp, new in [((12, 20, 18), (3.0, 0.7, 0.75), (2.5, 0.8, 0.8)),
+                           ((12, 20, 18), (1.0, 0.7, 0.75), (1.2, 0.8, 0.8)),
+                           ((20, 9, 18), (0.8, 2.9, 0.75), (0.8, 2.5, 0.8))]:
+        data = rng.normal(size=(2, *shape)).astype(np.float32)
+        target = new_shape_for(shape, sp, new)
+        for order, order_z, tol in [(3, 0, 1e-6), (1, 0, 1e-4), (0, 0, 0.0)]:
+            ref = resample_data_or_seg_to_shape(data, target, sp, new, is_seg=False, order=order, order_z=order_z,
+                                                force_separate_z=None)
+            ours = resample(data, target, sp, new, Resampling(order, order_z, None))
+            assert ours.shape == ref.shape
+            assert np.abs(ours - ref).max() <= tol, (shape, order)
