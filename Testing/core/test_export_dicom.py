@@ -203,3 +203,33 @@ def test_oblique_series_contours_land_on_the_mask(oblique_volume, tmp_path):
     far = Volume(np.ones((3, 3, 3), np.uint8), origin=(5000.0, 5000.0, 5000.0))
     with pytest.raises(ExportError, match="does not overlap"):
         write_rtstruct(tmp_path / "x.dcm", far, info, ref)
+
+
+def test_export_cli_refuses_then_repairs(shared, tmp_path, capsys):
+    """``deepseg export`` on the original series: exit 2 naming the empty UIDs and writing nothing;
+    with --repair-uids both objects are written and the generated UIDs are reported."""
+    import json
+
+    from deepseg.cli import main
+    from deepseg.io import write_volume
+
+    ts = shared / "data" / "totalseg"
+    ref = read_reference_series(ts / "example_ct_dicom_uids")
+    labels = ref.grid.with_array(np.zeros(ref.grid.shape, np.uint8))
+    labels.array[4:12, 180:260, 200:300] = 1
+    write_volume(labels, tmp_path / "seg.nii.gz")
+    (tmp_path / "labels.json").write_text(json.dumps([{"value": 1, "name": "Tumour", "tg263": "GTV",
+                                                       "interpreted_type": "GTV", "color": [255, 0, 0]}]))
+    args = ["export", "--segmentation", str(tmp_path / "seg.nii.gz"), "--labels", str(tmp_path / "labels.json"),
+            "--reference-dicom", str(ts / "example_ct_dicom"), "--dicom-seg", str(tmp_path / "seg.dcm"),
+            "--rtstruct", str(tmp_path / "rt.dcm"), "--json"]
+    assert main(args) == 2
+    assert "SOPInstanceUID (20 of 20 slices)" in capsys.readouterr().err
+    assert not (tmp_path / "seg.dcm").exists() and not (tmp_path / "rt.dcm").exists()
+    assert main(args + ["--repair-uids"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert any("generated" in r for r in summary["reference_repairs"])
+    assert summary["rtstruct"]["rois"] == ["GTV"] and summary["dicom_seg"]["segments"] == ["Tumour"]
+    rt = pydicom.dcmread(str(tmp_path / "rt.dcm"))
+    assert rt.RTROIObservationsSequence[0].RTROIInterpretedType == "GTV"
+    assert rt.StudyInstanceUID == pydicom.dcmread(str(tmp_path / "seg.dcm")).StudyInstanceUID

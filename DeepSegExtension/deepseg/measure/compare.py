@@ -139,7 +139,7 @@ def compare_segmentations(test: Volume, reference: Volume, test_labels: Optional
     if not test.same_grid(reference, tol=1e-3):
         raise InputError(f"The test (shape {test.shape}) and reference (shape {reference.shape}) segmentations are "
                          "not on the same voxel grid.",
-                         "Resample one onto the other (deepseg measure does so with --resample-reference).")
+                         "Resample one onto the other first (deepseg measure does this itself, nearest neighbour).")
     progress = progress or Progress()
     progress.stage("compare")
     a, b = label_array(test), label_array(reference)

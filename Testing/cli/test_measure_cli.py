@@ -1,0 +1,77 @@
+"""``deepseg measure`` end to end on small label maps written to disk."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from deepseg.cli import main
+from deepseg.io import write_volume
+from deepseg.volume import Volume
+
+
+@pytest.fixture
+def case(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.normal(40, 10, (16, 24, 24)).astype(np.int16)
+    image[0] = -1000  # air: recognised as CT, unit HU
+    seg = np.zeros(image.shape, np.uint8)
+    seg[4:10, 5:15, 5:15] = 1
+    seg[11:14, 16:20, 16:20] = 2
+    seg[11:13, 4:7, 16:19] = 2  # second lesion
+    fu = seg.copy()
+    fu[fu == 2] = 0
+    fu[11:13, 16:19, 16:19] = 2  # 66 -> 18 voxels: -73%
+    geo = dict(spacing=(0.8, 0.8, 2.5), origin=(-10.0, 20.0, 5.0))
+    write_volume(Volume(image, **geo), tmp_path / "ct.nii.gz")
+    write_volume(Volume(seg, **geo), tmp_path / "seg.nii.gz")
+    write_volume(Volume(fu, **geo), tmp_path / "fu.nii.gz")
+    (tmp_path / "labels.json").write_text(json.dumps({"1": "liver", "2": "liver lesion"}))
+    return tmp_path, seg
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_measure_csv_with_units_and_intensity(case, capsys):
+    d, seg = case
+    rc = main(["measure", "--segmentation", str(d / "seg.nii.gz"), "--labels", str(d / "labels.json"),
+               "--image", str(d / "ct.nii.gz"), "--output", str(d / "table.csv"), "--progress", "none"])
+    assert rc == 0
+    rows = _rows(d / "table.csv")
+    assert [r["segment"] for r in rows] == ["liver", "liver lesion"]
+    assert {"volume_mL", "surface_area_mm2", "max_diameter_mm", "intensity_mean_HU", "centroid_L_mm"} <= set(rows[0])
+    assert float(rows[0]["volume_mL"]) == pytest.approx((seg == 1).sum() * 0.8 * 0.8 * 2.5 / 1000)
+    assert rows[1]["component_count"] == "2" and len(rows[1]["component_volumes_mL"].split(";")) == 2
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_measure_reference_and_followup_json(case, capsys):
+    d, _ = case
+    rc = main(["measure", "--segmentation", str(d / "seg.nii.gz"), "--labels", str(d / "labels.json"),
+               "--reference", str(d / "fu.nii.gz"), "--reference-labels", str(d / "labels.json"),
+               "--followup", str(d / "fu.nii.gz"), "--followup-labels", str(d / "labels.json"),
+               "--targets", "liver lesion", "--output", str(d / "out.json"), "--json", "--progress", "none"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["outputs"]) == {"measurements", "comparison", "followup", "lesions"}
+    comparison = {r["segment"]: r for r in result["tables"]["comparison"]["rows"]}
+    assert comparison["liver"]["dice"] == 1.0 and 0 < comparison["liver lesion"]["dice"] < 1
+    assert result["response"]["category"] == "PR"  # the target lesions shrink by > 65%
+    written = json.loads((d / "out_lesions.json").read_text())
+    statuses = sorted(r["status"] for r in written["rows"] if r["segment"] == "liver lesion")
+    assert statuses == ["disappeared", "matched"]
+    assert {c["key"]: c["unit"] for c in written["columns"]}["baseline_volume_mL"] == "mL"
+
+
+def test_measure_refuses_to_overwrite(case, capsys):
+    d, _ = case
+    (d / "table.csv").write_text("keep")
+    rc = main(["measure", "--segmentation", str(d / "seg.nii.gz"), "--output", str(d / "table.csv"),
+               "--progress", "none"])
+    assert rc == 2 and (d / "table.csv").read_text() == "keep"
+    assert "--overwrite" in capsys.readouterr().err
