@@ -170,3 +170,79 @@ class SegmentTask(CliTask):
         name = self.request.name or f"{source.GetName()} {self.request.model}"
         return mrml.labels_to_segmentation(labels, label_info, self.scene, node=self.request.output_node,
                                            name=name, source_node=source)
+
+
+class CommandTask(CliTask):
+    """Any other ``deepseg`` sub-command run in the background (e.g. ``models fetch``); no import."""
+
+    def __init__(self, subcommand: str, args: Sequence[str], scene=None, **kwargs) -> None:
+        super().__init__(scene, **kwargs)
+        self.subcommand, self.args = subcommand, list(args)
+
+    def prepare(self) -> tuple[str, list[str]]:
+        return self.subcommand, self.args
+
+    def import_outputs(self):
+        return self.job.log
+
+
+@dataclass
+class ExplainRequest:
+    """One explanation run (DeepSegExplain panel): which segment, which model, which inputs."""
+
+    model: str
+    input_nodes: Sequence  # the volumes the model segmented, in its input order
+    segmentation_node: object
+    segment_id: str
+    method: str = "gradcam"
+    uncertainty: bool = True
+    device: str = "auto"
+    colormap: str = "PET-Heat"
+    uncertainty_colormap: str = "Rainbow"
+    threshold: Optional[float] = None
+
+
+class ExplainTask(CliTask):
+    """``deepseg explain`` for one segment (the segment's voxels are the region explained);
+    result: ``{"heatmap": node, "uncertainty": node or None}`` as coloured overlay volumes."""
+
+    def __init__(self, request: ExplainRequest, scene, **kwargs) -> None:
+        super().__init__(scene, **kwargs)
+        if not request.input_nodes or any(n is None for n in request.input_nodes):
+            raise InputError("Not every model input has a volume.", "Select the volume(s) the model segmented.")
+        segment = request.segmentation_node.GetSegmentation().GetSegment(request.segment_id) \
+            if request.segmentation_node is not None else None
+        if segment is None:
+            raise InputError("No segment is selected.", "Pick a segmentation and one of its segments.")
+        self.request, self.segment_name = request, segment.GetName()
+
+    def prepare(self) -> tuple[str, list[str]]:
+        from deepseg.io import write_volume
+
+        r = self.request
+        inputs = [self.write_input(node, f"input_{n}") for n, node in enumerate(r.input_nodes)]
+        region, _ = mrml.segmentation_to_labels(r.segmentation_node, r.input_nodes[0], [r.segment_id])
+        write_volume(region, self.workdir / "region.nrrd")
+        args = ["--model", r.model]
+        for path in inputs:
+            args += ["--input", str(path)]
+        args += ["--segment", self.segment_name, "--region", str(self.workdir / "region.nrrd"),
+                 "--output", str(self.workdir / "heatmap.nrrd"), "--method", r.method, "--device", r.device,
+                 "--progress", "lines"]
+        if r.uncertainty:
+            args += ["--uncertainty", str(self.workdir / "uncertainty.nrrd")]
+        return "explain", args
+
+    def import_outputs(self):
+        from deepseg.io import read_volume
+
+        r = self.request
+        source = r.input_nodes[0]
+        out = {"heatmap": mrml.heatmap_to_node(
+            read_volume(self.workdir / "heatmap.nrrd"), self.scene, name=f"{self.segment_name} {r.method}",
+            colormap=r.colormap, value_range=(0.0, 1.0), threshold=r.threshold, source_node=source), "uncertainty": None}
+        if r.uncertainty:
+            out["uncertainty"] = mrml.heatmap_to_node(
+                read_volume(self.workdir / "uncertainty.nrrd"), self.scene, name=f"{self.segment_name} uncertainty",
+                colormap=r.uncertainty_colormap, value_range=(0.0, 1.0), source_node=source)
+        return out

@@ -1,0 +1,108 @@
+"""Slicer's scripted-module API for the DeepSeg modules, with small headless stand-ins when the
+modules are imported outside the Slicer application (only the ``slicer-core`` MRML wheel, no Qt):
+tests, trame-slicer apps and batch scripts use the module logics there.
+
+In Slicer every name below is Slicer's own.  Headless:
+
+* ``ScriptedLoadableModule`` stores the module description on its ``parent`` as Slicer does;
+* ``ScriptedLoadableModuleLogic.getParameterNode()`` returns the module's singleton
+  ``vtkMRMLScriptedModuleNode`` in the logic's scene (a real MRML node);
+* ``parameterNodeWrapper`` maps annotated class attributes to that node's parameters and node
+  references (the GUI connection ``connectGui`` exists only in Slicer);
+* ``_``/``translate`` return the text unchanged.
+"""
+from __future__ import annotations
+
+import typing
+import unittest
+
+try:  # inside the Slicer application
+    from slicer.i18n import tr as _  # noqa: F401
+    from slicer.i18n import translate  # noqa: F401
+    from slicer.parameterNodeWrapper import parameterNodeWrapper  # noqa: F401
+    from slicer.ScriptedLoadableModule import (  # noqa: F401
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+    )
+
+    IN_SLICER = True
+except ImportError:
+    IN_SLICER = False
+
+    def _(text: str) -> str:
+        return text
+
+    def translate(context: str, text: str) -> str:  # noqa: ARG001
+        return text
+
+    class ScriptedLoadableModule:  # type: ignore[no-redef]
+        def __init__(self, parent) -> None:
+            self.parent = parent
+            self.moduleName = type(self).__name__
+            parent.title = self.moduleName
+            parent.categories = []
+            parent.dependencies = []
+            parent.contributors = []
+            parent.helpText = ""
+            parent.acknowledgementText = ""
+
+    class ScriptedLoadableModuleLogic:  # type: ignore[no-redef]
+        def __init__(self, parent=None) -> None:  # noqa: ARG002
+            name = type(self).__name__
+            self.moduleName = name[:-len("Logic")] if name.endswith("Logic") else name
+
+        def getParameterNode(self):
+            scene = self.scene
+            node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+            if node is None:
+                node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+                node.UnRegister(None)
+                node.SetSingletonTag(self.moduleName)
+                node.SetName(scene.GenerateUniqueName(self.moduleName))
+                node.SetAttribute("ModuleName", self.moduleName)
+                node = scene.AddNode(node)
+            return node
+
+    class ScriptedLoadableModuleTest(unittest.TestCase):  # type: ignore[no-redef]
+        def delayDisplay(self, message: str, msec: int = 0) -> None:  # noqa: ARG002
+            print(message)
+
+    def parameterNodeWrapper(cls):  # type: ignore[no-redef]
+        """Headless ``parameterNodeWrapper``: typed attributes stored in a scripted module node."""
+        hints = typing.get_type_hints(cls, include_extras=True)
+
+        def make_property(name: str, hint):
+            kind = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+            if typing.get_origin(kind) is typing.Union:  # Optional[Node]
+                kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            default = getattr(cls, name, None)
+            is_node = isinstance(kind, type) and kind.__name__.startswith("vtkMRML")
+
+            def getter(self):
+                if is_node:
+                    return self.parameterNode.GetNodeReference(name)
+                text = self.parameterNode.GetParameter(name)
+                if text == "":
+                    return default
+                if kind is bool:
+                    return text == "True"
+                return kind(text)
+
+            def setter(self, value):
+                if is_node:
+                    self.parameterNode.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+                else:
+                    self.parameterNode.SetParameter(name, str(value))
+
+            return property(getter, setter)
+
+        namespace = {name: make_property(name, hint) for name, hint in hints.items()}
+
+        def __init__(self, parameterNode) -> None:
+            self.parameterNode = parameterNode
+
+        namespace["__init__"] = __init__
+        namespace["__doc__"] = cls.__doc__
+        namespace["allParameters"] = tuple(hints)
+        return type(cls.__name__, (), namespace)

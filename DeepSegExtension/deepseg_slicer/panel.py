@@ -1,0 +1,164 @@
+"""Qt pieces shared by the four panels (GUI only; imported by the modules' Widget classes):
+
+* ``RunControls``: Apply turns into Cancel while a task runs, a progress bar with the stage text,
+  a collapsible log, and a timer that pumps the task's process output on the GUI thread;
+* ``ensure_dependencies``: the first-use dependency check with a confirmation dialog;
+* ``fill_model_combo`` / ``fill_device_combo``: the model and device selectors;
+* ``fetch_model_task``: download a catalog model in the background after asking;
+* ``confirm_replace`` / ``show_segmentation``: asking before replacing a result, showing a result.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import qt
+import slicer
+
+from .compat import _
+from .progress_lines import ProgressEvent
+
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
+
+
+class RunControls:
+    """Binds a task (``tasks.CliTask``) to an Apply button, progress bar, status label and log."""
+
+    def __init__(self, applyButton, progressBar, statusLabel, logBox, *, applyText: str) -> None:
+        self.applyButton, self.progressBar, self.statusLabel, self.logBox = applyButton, progressBar, statusLabel, logBox
+        self.applyText = applyText
+        self.task = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(100)
+        self.timer.connect("timeout()", self._pump)
+        self.progressBar.hide()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def prepare(self) -> None:
+        """Reset the log and show a busy bar before the logic starts a task."""
+        self.logBox.clear()
+        self.progressBar.setRange(0, 0)
+        self.progressBar.show()
+        self.statusLabel.text = _("Starting...")
+
+    def track(self, task) -> None:
+        """Follow a started task (created with this object's ``progress``/``log`` callbacks)."""
+        self.task = task
+        self.applyButton.text = _("Cancel")
+        self.timer.start()
+
+    def cancel(self) -> None:
+        if self.running:
+            self.statusLabel.text = _("Cancelling...")
+            slicer.app.processEvents()
+            self.task.cancel()
+
+    def progress(self, event: ProgressEvent) -> None:
+        if event.fraction is None:
+            self.progressBar.setRange(0, 0)  # busy indicator while the stage length is unknown
+        else:
+            self.progressBar.setRange(0, 100)
+            self.progressBar.value = int(round(100 * event.fraction))
+        self.statusLabel.text = event.text
+
+    def log(self, line: str) -> None:
+        self.logBox.appendPlainText(line)
+
+    def done(self, task, on_success: Optional[Callable] = None) -> None:
+        """Call from the task's ``on_done``: restore Apply, report, and hand over the result."""
+        self.timer.stop()
+        self.progressBar.hide()
+        self.applyButton.text = self.applyText
+        if task.error is None:
+            self.statusLabel.text = _("Done.")
+            if on_success:
+                on_success(task.result)
+        elif task.job is not None and task.job.state == "cancelled":
+            self.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+        else:
+            self.statusLabel.text = _("Failed: see the details below.")
+            slicer.util.errorDisplay(str(task.error), windowTitle=_("DeepSeg"))
+
+    def _pump(self) -> None:
+        if self.task is not None:
+            self.task.process_events()
+
+
+def ensure_dependencies(log: Optional[Callable[[str], None]] = None) -> bool:
+    """Check torch and Resources/requirements.txt; ask before installing anything."""
+    from . import dependencies
+
+    with slicer.util.tryWithErrorDisplay(_("Installing DeepSeg's Python packages failed."), waitCursor=True):
+        return dependencies.ensure(
+            REQUIREMENTS, confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("DeepSeg")),
+            install_packages=slicer.util.pip_install, install_torch=dependencies.install_torch_in_slicer, log=log)
+    return False
+
+
+def fill_model_combo(combo, choices, current: str = "") -> None:
+    """Model selector: item text = title (+ "not installed"), item data = catalog id."""
+    was_blocked = combo.blockSignals(True)
+    combo.clear()
+    for choice in choices:
+        suffix = "" if choice.installed else _(" (not installed)")
+        combo.addItem(choice.title + suffix, choice.id)
+    index = combo.findData(current)
+    combo.setCurrentIndex(index if index >= 0 else 0)
+    combo.blockSignals(was_blocked)
+
+
+def fill_device_combo(combo, current: str = "auto") -> None:
+    """Device selector: auto, CPU and each detected GPU with its memory."""
+    was_blocked = combo.blockSignals(True)
+    combo.clear()
+    combo.addItem(_("Auto (GPU if available)"), "auto")
+    try:
+        from deepseg.inference.device import describe_devices
+
+        devices = describe_devices()
+    except ImportError:  # torch not installed yet
+        devices = [{"device": "cpu", "name": "CPU", "memory_gb": None}]
+    for d in devices:
+        memory = f", {d['memory_gb']} GB" if d.get("memory_gb") else ""
+        combo.addItem(f"{d['name']}{memory}", d["device"])
+    index = combo.findData(current)
+    combo.setCurrentIndex(index if index >= 0 else 0)
+    combo.blockSignals(was_blocked)
+
+
+def fetch_model_task(choice, run: RunControls, on_success: Optional[Callable] = None):
+    """Ask, then run ``deepseg models fetch <id>`` in the background; None when declined."""
+    from .tasks import CommandTask
+
+    if choice is None:
+        return None
+    size = f"{choice.download_bytes / 2**20:.0f} MB" if choice.download_bytes else _("unknown size")
+    question = _("Download the model '{title}' ({size})?\n\nLicence: {licence} (commercial use: {use}).\n"
+                 "Please cite: {citation}").format(title=choice.title, size=size, licence=choice.license,
+                                                   use=choice.commercial_use, citation=choice.citation)
+    if not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("DeepSeg")):
+        return None
+    run.prepare()
+    task = CommandTask("models", ["fetch", choice.id], on_progress=run.progress, on_log=run.log,
+                       on_done=lambda t: run.done(t, on_success=on_success))
+    return task.start()
+
+
+def confirm_replace(node) -> bool:
+    """True when ``node`` is empty/None or the user agrees to replace its segments."""
+    if node is None or node.GetSegmentation().GetNumberOfSegments() == 0:
+        return True
+    return slicer.util.confirmYesNoDisplay(
+        _("Replace the {n} segment(s) of '{name}' with the new result?").format(
+            n=node.GetSegmentation().GetNumberOfSegments(), name=node.GetName()), windowTitle=_("DeepSeg"))
+
+
+def show_segmentation(segmentationNode, volumeNode, in3D: bool) -> None:
+    """Show the input in the slice views and the result over it (and as surfaces in 3D)."""
+    slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
+    segmentationNode.GetDisplayNode().SetVisibility(True)
+    if in3D:
+        segmentationNode.CreateClosedSurfaceRepresentation()
