@@ -1,0 +1,1 @@
+"""Network architectures implemented in DeepSeg (MONAI provides V-Net and U-Net)."""

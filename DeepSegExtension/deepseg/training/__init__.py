@@ -1,0 +1,1 @@
+"""Training of card-based models (used by the learning benchmark, the tests and model authors)."""
