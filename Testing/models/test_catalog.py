@@ -1,0 +1,150 @@
+"""The shipped model catalog: schema, terminology, licences, and that broken entries are refused clearly."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from deepseg.errors import ModelError, StoreError
+from deepseg.models.catalog import CATALOG_FILE, SCHEMA_FILE, load_catalog, resources_dir, validate_catalog
+from deepseg.models.loaders import LOADERS
+
+TS_RELEASES = "https://github.com/wasserth/TotalSegmentator/releases/download/"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return json.loads((resources_dir() / CATALOG_FILE).read_text())
+
+
+def test_schema_is_valid_and_catalog_conforms(raw):
+    import jsonschema
+
+    schema = json.loads((resources_dir() / SCHEMA_FILE).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(raw)) == []
+    catalog = load_catalog()
+    assert set(catalog.models) == {m["id"] for m in raw["models"]}
+
+
+def test_catalog_covers_every_task_group_with_runnable_models():
+    catalog = load_catalog()
+    groups = {e.task_group for e in catalog.models.values() if e.runnable}
+    assert groups == {"organs-at-risk", "tumour-lesion", "anatomy", "brain"}
+    for entry in catalog.models.values():
+        if entry.runnable:
+            assert entry.format in LOADERS, entry.id
+            card = entry.card()
+            assert [lab.value for lab in card.labels] == [lab["value"] for lab in entry.labels]
+
+
+def test_totalsegmentator_entries_use_published_release_assets():
+    catalog = load_catalog()
+    ts = [e for e in catalog.models.values() if e.id.startswith("totalseg-")]
+    assert len(ts) >= 10
+    for entry in ts:
+        urls = [f["url"] for s in entry.sources_of("url") for f in s["files"]]
+        if entry.license["commercial_use"] == "licence-required":
+            assert urls == [], f"{entry.id}: licensed weights must not have a download source"
+            continue
+        assert entry.license["id"] == "Apache-2.0"
+        assert "ryai.230024" in entry.citation
+        assert urls and all(u.startswith(TS_RELEASES) and u.endswith(f"/{entry.upstream['dataset']}.zip")
+                            for u in urls), entry.id
+
+
+def _verhoeff_ok(number: str) -> bool:
+    """SNOMED CT identifiers end in a Verhoeff check digit."""
+    d = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+         [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+         [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+         [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    p = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+         [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+         [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+    check = 0
+    for i, ch in enumerate(reversed(number)):
+        check = d[check][p[i % 8][int(ch)]]
+    return check == 0
+
+
+def test_verhoeff_check_rejects_a_changed_digit():
+    assert _verhoeff_ok("10200004") and not _verhoeff_ok("10200005") and not _verhoeff_ok("10200040")
+
+
+def test_snomed_codes_are_well_formed_concept_ids(raw):
+    """Every SCT code passes the Verhoeff check and has the concept partition (00); codes that the DICOM
+    standard's SCT dictionary (pydicom) knows keep the same concept there."""
+    from pydicom.sr._concepts_dict import concepts
+
+    known = {value for by_value in concepts["SCT"].values() for value in by_value}
+    checked = 0
+    for model in raw["models"]:
+        for lab in model["labels"]:
+            for key in ("category", "type", "modifier"):
+                code = lab.get(key)
+                if not code:
+                    continue
+                value = code["value"]
+                assert _verhoeff_ok(value) and value[-3:-1] == "00", f"{model['id']} {lab['name']} {key} {value}"
+                checked += 1
+    assert checked > 500
+    # the organs-at-risk codes used most in radiotherapy are in the DICOM dictionary
+    for value in ("10200004", "45289007", "54019009", "2748008", "18234004", "32849002", "39607008"):
+        assert value in known
+
+
+def test_tg263_names_are_standard_names(raw):
+    tg263 = pytest.importorskip("tg263.dictionary", reason="tg263==0.2.0 (AAPM TG-263 name list) not installed")
+    allowed = {s.primary_name for s in tg263.ALLOWED_STRUCTURES}
+    names = [(m["id"], lab["tg263"]) for m in raw["models"] for lab in m["labels"] if "tg263" in lab]
+    assert len(names) > 100
+    assert [n for n in names if n[1] not in allowed] == []
+    oar = {lab.get("tg263") for m in raw["models"] if m["task_group"] == "organs-at-risk" for lab in m["labels"]}
+    assert {"Parotid_L", "Glnd_Submand_R", "SpinalCord", "Esophagus", "Lung_RUL", "OpticNrv_L"} <= oar
+
+
+def _broken(raw: dict, change) -> str:
+    data = copy.deepcopy(raw)
+    change(data)
+    with pytest.raises(ModelError) as info:
+        validate_catalog(data, "test.json")
+    return str(info.value)
+
+
+def test_broken_entries_are_rejected_with_the_entry_and_field(raw):
+    msg = _broken(raw, lambda d: d["models"][0]["labels"][1].update(color=[300, 0, 0]))
+    assert f"models[0] ({raw['models'][0]['id']!r}).labels[1].color" in msg and "255" in msg
+    msg = _broken(raw, lambda d: d["models"][2].pop("license"))
+    assert raw["models"][2]["id"] in msg and "license" in msg
+    msg = _broken(raw, lambda d: d["models"][0]["sources"][0]["files"][0].update(url="ftp://example.org/x.zip"))
+    assert "url" in msg
+    msg = _broken(raw, lambda d: d["models"][1].update(id=d["models"][0]["id"]))
+    assert "appears twice" in msg
+    msg = _broken(raw, lambda d: d["models"][0]["labels"][1].update(value=d["models"][0]["labels"][0]["value"]))
+    assert "label value twice" in msg
+    msg = _broken(raw, lambda d: d["models"][0].update(format="no-such-format"))
+    assert "no-such-format" in msg and "runnable=false" in msg
+    msg = _broken(raw, lambda d: d["models"][0]["sources"][0]["files"][0].update(sha256="abc"))
+    assert "sha256" in msg
+
+
+def test_unknown_id_suggests_close_matches():
+    with pytest.raises(StoreError, match="totalseg-organs"):
+        load_catalog().get("totalseg-organ")
+
+
+def test_pinned_sources_and_licences():
+    catalog = load_catalog()
+    fast = catalog.get("totalseg-total-fast")
+    (f,) = fast.sources_of("url")[0]["files"]
+    assert f["size"] == 135386075 and len(f["sha256"]) == 64
+    assert len(fast.labels) == 117
+    liver = catalog.get("pyliverlesionseg-liver-lesion-ct")
+    (pypi,) = liver.sources_of("pypi")
+    assert pypi["requirement"] == "pyliverlesionseg==0.3" and len(pypi["members"]) == 2
+    assert catalog.get("totalseg-brain-structures").license["commercial_use"] == "licence-required"
+    assert not catalog.get("hd-bet").runnable
+    sample = catalog.sample("lits-117")
+    assert sample["license"]["commercial_use"] == "not-allowed"
