@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 import qt
@@ -17,8 +16,6 @@ import slicer
 
 from .compat import _
 from .progress_lines import ProgressEvent
-
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
 
 
 class RunControls:
@@ -89,11 +86,13 @@ class RunControls:
 
 def ensure_dependencies(log: Optional[Callable[[str], None]] = None) -> bool:
     """Check torch and Resources/requirements.txt; ask before installing anything."""
+    from deepseg.resources import resource_path
+
     from . import dependencies
 
     with slicer.util.tryWithErrorDisplay(_("Installing DeepSeg's Python packages failed."), waitCursor=True):
         return dependencies.ensure(
-            REQUIREMENTS, confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("DeepSeg")),
+            resource_path("requirements.txt"), confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("DeepSeg")),
             install_packages=slicer.util.pip_install, install_torch=dependencies.install_torch_in_slicer, log=log)
     return False
 
@@ -162,3 +161,14 @@ def show_segmentation(segmentationNode, volumeNode, in3D: bool) -> None:
     segmentationNode.GetDisplayNode().SetVisibility(True)
     if in3D:
         segmentationNode.CreateClosedSurfaceRepresentation()
+
+
+def load_models(logic) -> list:
+    """The logic's model choices; when reading the catalog needs a package that is missing, offer
+    to install the dependencies first (once), else return no models."""
+    try:
+        return logic.models()
+    except ImportError:
+        if ensure_dependencies():
+            return logic.models()
+        return []

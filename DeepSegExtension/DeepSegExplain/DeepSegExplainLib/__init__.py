@@ -1,0 +1,1 @@
+"""Parameter node, logic and widget of the DeepSegExplain module (one job per file)."""

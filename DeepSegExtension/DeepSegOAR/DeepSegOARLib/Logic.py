@@ -1,0 +1,39 @@
+"""DeepSegOAR logic: organs-at-risk segmentation of a CT/MR volume node in a background process.
+
+Console use (Slicer's Python console)::
+
+    logic = slicer.util.getModuleLogic("DeepSegOAR")   # or DeepSegOARLogic()
+    seg = logic.segment(volumeNode, model="totalseg-organs", structures=["liver", "spleen"], wait=True)
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from deepseg_slicer.logic import DeepSegLogicBase
+from deepseg_slicer.models import OAR_GROUPS, model_choices
+from deepseg_slicer.tasks import SegmentRequest, SegmentTask
+
+from .Parameters import DeepSegOARParameterNode
+
+
+class DeepSegOARLogic(DeepSegLogicBase):
+    def getParameterNode(self) -> DeepSegOARParameterNode:
+        return DeepSegOARParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def models():
+        """Organ-at-risk (and whole-anatomy) models of the catalog, installed ones first."""
+        return model_choices(OAR_GROUPS)
+
+    def segment(self, volumeNode, model: str, *, structures: Optional[Sequence[str]] = None,
+                useTG263: bool = False, fast: bool = False, device: str = "auto", outputNode=None,
+                wait: bool = False, onProgress=None, onLog=None, onDone=None):
+        """Segment ``volumeNode`` with ``model`` (catalog id or model folder).
+
+        ``structures``: names/TG-263 names/label values to keep (default all); ``outputNode``: a
+        segmentation node to replace (default: a new one next to the volume).  With ``wait=True``
+        returns the segmentation node (raising the run's error); otherwise returns the running task.
+        """
+        request = SegmentRequest(model, [volumeNode], output_node=outputNode, structures=structures,
+                                 use_tg263=useTG263, fast=fast, device=device)
+        return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)

@@ -1,0 +1,1 @@
+"""Parameter node, logic and widget of the DeepSegOAR module (one job per file)."""

@@ -1,0 +1,34 @@
+"""DeepSegTumor's parameter node: what the panel shows, saved with the scene."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+from deepseg_slicer.compat import IN_SLICER, parameterNodeWrapper
+
+if IN_SLICER:
+    from slicer.parameterNodeWrapper import WithinRange
+else:  # headless stand-in: the range only constrains the GUI
+    def WithinRange(low, high):  # noqa: N802
+        return (low, high)
+
+
+@parameterNodeWrapper
+class DeepSegTumorParameterNode:
+    """``inputVolume1..4``: volumes for the model's named inputs, in the model's order;
+    ``minLesionSizeMl``: components smaller than this are removed (0: keep all)."""
+
+    inputVolume1: vtkMRMLScalarVolumeNode
+    inputVolume2: vtkMRMLScalarVolumeNode
+    inputVolume3: vtkMRMLScalarVolumeNode
+    inputVolume4: vtkMRMLScalarVolumeNode
+    roi: vtkMRMLMarkupsROINode
+    outputSegmentation: vtkMRMLSegmentationNode
+    model: str = ""
+    useROI: bool = False
+    minLesionSizeMl: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    keepLargest: bool = False
+    fastMode: bool = False
+    device: str = "auto"
+    showIn3D: bool = True

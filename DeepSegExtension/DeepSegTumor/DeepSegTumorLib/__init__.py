@@ -1,0 +1,1 @@
+"""Parameter node, logic and widget of the DeepSegTumor module (one job per file)."""

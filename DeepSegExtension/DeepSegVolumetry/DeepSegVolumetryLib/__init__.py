@@ -1,0 +1,1 @@
+"""Parameter node, logic, widget and Segment Statistics plugin of the DeepSegVolumetry module."""

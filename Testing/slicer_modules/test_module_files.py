@@ -1,0 +1,154 @@
+"""Static and import checks of the four Slicer modules, runnable without Slicer's GUI:
+
+* every ``self.ui.<name>`` the widget code uses exists in the module's .ui file with the class its
+  name promises (``*ComboBox`` -> QComboBox, ``*Selector`` -> qMRMLNodeComboBox, ...);
+* every widget connected to the parameter node (``SlicerParameterName``) names a parameter of the
+  module's ``parameterNodeWrapper`` class with a type that widget can hold (node classes included);
+* each module file imports and registers (title, category, help, acknowledgement) when ``qt`` is
+  absent, with only the widget class missing.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+EXTENSION = Path(__file__).resolve().parents[2] / "DeepSegExtension"
+MODULES = ["DeepSegOAR", "DeepSegTumor", "DeepSegExplain", "DeepSegVolumetry"]
+
+CLASS_BY_SUFFIX = [  # (name suffix, Qt class); first match wins
+    ("segmentSelector", "qMRMLSegmentSelectorWidget"), ("CollapsibleButton", "ctkCollapsibleButton"),
+    ("Selector", "qMRMLNodeComboBox"), ("ComboBox", "QComboBox"), ("Button", "QPushButton"),
+    ("CheckBox", "QCheckBox"), ("Label", "QLabel"), ("SpinBox", "QDoubleSpinBox"), ("Slider", "ctkSliderWidget"),
+    ("List", "QListWidget"), ("progressBar", "QProgressBar"), ("TextEdit", "QPlainTextEdit"),
+]
+WIDGETS_FOR_TYPE = {"bool": {"QCheckBox"}, "float": {"QDoubleSpinBox", "ctkSliderWidget"}, "str": {"QComboBox", "QLineEdit"},
+                    "int": {"QSpinBox"}}
+
+
+def expected_class(name: str) -> str:
+    base = name.rstrip("0123456789")
+    for suffix, cls in CLASS_BY_SUFFIX:
+        if base.endswith(suffix):
+            return cls
+    raise AssertionError(f"widget name {name!r} does not say what it is (no known suffix)")
+
+
+def ui_widgets(module: str) -> dict[str, ET.Element]:
+    tree = ET.parse(EXTENSION / module / "Resources" / "UI" / f"{module}.ui")
+    return {w.get("name"): w for w in tree.iter("widget")}
+
+
+def used_ui_names(module: str) -> set[str]:
+    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Widget.py").read_text())
+    return {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+
+
+def parameters(module: str) -> dict[str, str]:
+    """Annotated attributes of the parameterNodeWrapper class: name -> type text."""
+    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Parameters.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef)
+               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
+    out = {}
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign):
+            ann = stmt.annotation
+            if isinstance(ann, ast.Subscript) and getattr(ann.value, "id", "") == "Annotated":
+                ann = ann.slice.elts[0]
+            out[stmt.target.id] = ast.unparse(ann)
+    return out
+
+
+def prop(widget: ET.Element, name: str):
+    for p in widget.findall("property"):
+        if p.get("name") == name:
+            return p
+    return None
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widget_code_names_exist_in_ui_with_expected_class(module):
+    widgets = ui_widgets(module)
+    used = used_ui_names(module)
+    assert used, "the widget code uses no self.ui names?"
+    missing = sorted(used - set(widgets))
+    assert not missing, f"{module}.ui lacks {missing}"
+    wrong = {n: (widgets[n].get("class"), expected_class(n)) for n in used if widgets[n].get("class") != expected_class(n)}
+    assert not wrong, f"{module}: (ui class, expected) {wrong}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_parameter_connections_match_parameter_node(module):
+    widgets = ui_widgets(module)
+    params = parameters(module)
+    connected = {}
+    for name, w in widgets.items():
+        p = prop(w, "SlicerParameterName")
+        if p is not None:
+            assert p.get("stdset") == "0", f"{name}: SlicerParameterName must be a dynamic property"
+            connected[name] = p.findtext("string")
+    assert connected, f"{module}.ui connects no widget to the parameter node"
+    for name, param in connected.items():
+        assert param in params, f"{module}: {name} is connected to unknown parameter {param!r}"
+        kind, w_cls = params[param], widgets[name].get("class")
+        if kind.startswith("vtkMRML"):
+            assert w_cls == "qMRMLNodeComboBox", f"{name} holds node parameter {param}"
+            assert prop(widgets[name], "nodeTypes").findtext("stringlist/string") == kind
+        else:
+            assert w_cls in WIDGETS_FOR_TYPE[kind], f"{name} ({w_cls}) cannot hold {kind} parameter {param}"
+    # MRML widgets get the scene from the top-level widget
+    root = ET.parse(EXTENSION / module / "Resources" / "UI" / f"{module}.ui").getroot()
+    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {n for n, w in widgets.items() if w.get("class", "").startswith("qMRML") and n != module}
+    assert mrml == receivers, f"{module}: MRML widgets without scene connection: {mrml - receivers}"
+
+
+IMPORT_SCRIPT = """
+import importlib, json, sys, types
+sys.modules["qt"] = None  # no Qt: importing it raises ImportError
+module = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+mod = importlib.import_module(module)
+parent = types.SimpleNamespace()
+getattr(mod, module)(parent)
+logic = getattr(mod, module + "Logic")
+print(json.dumps({"title": parent.title, "categories": parent.categories, "help": parent.helpText,
+                  "ack": parent.acknowledgementText, "widget": hasattr(mod, module + "Widget"),
+                  "test": hasattr(mod, module + "Test"), "logic": logic.__name__}))
+"""
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_and_registers_without_qt(module, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", "")] if p))
+    out = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, module, str(EXTENSION / module)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["categories"] == ["Segmentation"] and info["title"].startswith("DeepSeg")
+    assert len(info["help"]) > 300 and "Not for clinical use" in info["help"] and info["ack"]
+    assert info["widget"] is False and info["test"] is True and info["logic"] == module + "Logic"
+    # the help text describes every panel control the module connects to its parameters
+    assert "<b>Apply</b>" in info["help"] or "<b>Compute" in info["help"]
+
+
+def test_extension_description_and_cmake_list_every_module():
+    root = EXTENSION.parent
+    description = json.loads((root / "DeepSeg.json").read_text())
+    assert description["category"] == "Segmentation" and "PyTorch" in description["build_dependencies"]
+    top = (root / "CMakeLists.txt").read_text()
+    for module in MODULES:
+        assert f"add_subdirectory(DeepSegExtension/{module})" in top
+        cmake = (EXTENSION / module / "CMakeLists.txt").read_text()
+        for path in (EXTENSION / module).rglob("*.py"):
+            rel = path.relative_to(EXTENSION / module).as_posix().replace(module, "${MODULE_NAME}")
+            assert rel in cmake, f"{module}/CMakeLists.txt does not install {rel}"
+        assert (EXTENSION / module / "Resources" / "Icons" / f"{module}.png").is_file()
