@@ -1,8 +1,8 @@
 """Small real models for the explanation tests.
 
-* ``ArrayModel``: a ``SegmentationModel`` around any torch network; ``prepare`` z-scores the
-  channels and optionally down-samples by 2 and transposes the axes (so network space differs
-  from the input grid, as in real formats), ``restore`` undoes both and applies the softmax.
+* ``ArrayModel``: a ``SegmentationModel`` around any torch network; ``prepare`` stacks the
+  channels and optionally down-samples by 2, transposes the axes and pads (so network space
+  differs from the input grid, as in real formats); ``restore`` undoes them and applies the softmax.
 * ``cue_model``: a MONAI U-Net trained in seconds on generated volumes where a bright block is
   labelled "target" **only when** a small cue cube is present in a fixed corner; the block looks
   the same either way, so the network must look at the cue region to draw the structure.
@@ -27,26 +27,30 @@ CUE = (slice(1, 6), slice(1, 6), slice(1, 6))
 
 class ArrayModel(SegmentationModel):
     def __init__(self, net: torch.nn.Module, n_labels: int = 1, patch=(SIZE,) * 3, in_channels: int = 1,
-                 downsample: bool = False, transpose: bool = False, overlap: float = 0.5) -> None:
+                 downsample: bool = False, transpose: bool = False, pad: int = 0, overlap: float = 0.5) -> None:
         labels = [LabelInfo(i + 1, ["target", "other", "third"][i]) for i in range(n_labels)]
         self.card = ModelCard("test-array", "test", "test", labels,
                               inputs=[__import__("deepseg.models.card", fromlist=["InputSpec"]).InputSpec(f"c{i}")
                                       for i in range(in_channels)])
         self.networks = [net.eval()]
         self.window = WindowSpec(tuple(patch), overlap=overlap, mirror_axes=(0, 1, 2))
-        self.downsample, self.transpose = downsample, transpose
+        self.downsample, self.transpose, self.pad = downsample, transpose, pad
 
     def prepare(self, channels):
-        img = np.stack([(c.array - c.array.mean()) / (c.array.std() + 1e-6) for c in channels]).astype(np.float32)
+        img = np.stack([c.array for c in channels]).astype(np.float32)  # the cue net was trained on raw intensities
         t = torch.from_numpy(img)[None]
         if self.downsample:
             t = F.interpolate(t, scale_factor=0.5, mode="trilinear", align_corners=False)
         if self.transpose:
             t = t.permute(0, 1, 4, 3, 2)
+        if self.pad:
+            t = F.pad(t, [self.pad] * 6, mode="replicate")
         return Prepared(t[0].numpy(), channels[0], {"shape": channels[0].shape})
 
     def restore(self, logits, prepared):
         t = torch.as_tensor(logits, dtype=torch.float32)[None]
+        if self.pad:
+            t = t[:, :, self.pad:-self.pad, self.pad:-self.pad, self.pad:-self.pad]
         if self.transpose:
             t = t.permute(0, 1, 4, 3, 2)
         if self.downsample:
