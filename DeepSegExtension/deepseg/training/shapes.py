@@ -81,13 +81,19 @@ def evaluate(model, cases: Sequence[Case]) -> dict:
     from ..measure.compare import compare_masks
 
     per_class: dict[str, list[float]] = {lab.name: [] for lab in model.card.labels}
+    unrefined: list[float] = []  # mean Dice of the plain arg-max (before model.refine)
     for channels, gt in cases:
-        result = segment(model, list(channels), device="cpu")
+        result = segment(model, list(channels), device="cpu", return_probabilities=True)
+        raw = model.labels_from_probabilities(result.probabilities)
+        raw_dice = []
         for lab in model.card.labels:
-            d = compare_masks(result.labels.array == lab.value, gt == lab.value, channels[0].spacing)["dice"]
-            per_class[lab.name].append(d)
+            spacing = channels[0].spacing
+            per_class[lab.name].append(compare_masks(result.labels.array == lab.value, gt == lab.value, spacing)["dice"])
+            raw_dice.append(compare_masks(raw == lab.value, gt == lab.value, spacing)["dice"])
+        unrefined.append(float(np.mean(raw_dice)))
     dice = {k: float(np.mean(v)) for k, v in per_class.items()}
-    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values())))}
+    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
+            "mean_dice_before_refine": float(np.mean(unrefined))}
 
 
 def learning_check(fmt: str, folder: "str | Path", *, iterations: int = 300, n_train: int = 24, n_test: int = 8,
@@ -97,7 +103,7 @@ def learning_check(fmt: str, folder: "str | Path", *, iterations: int = 300, n_t
     ``deepseg.load_model`` and measure held-out Dice through ``deepseg.segment``."""
     from ..models.card_model import CardModel, build_network, save_card_model
     from ..models.loaders import load_model
-    from .train import train_fp_screen, train_network, training_arrays
+    from .train import fit_fp_screen, screen_examples, train_network, training_arrays
 
     torch.manual_seed(seed)
     card = shapes_card(fmt, size, architecture)
@@ -105,13 +111,25 @@ def learning_check(fmt: str, folder: "str | Path", *, iterations: int = 300, n_t
     model = CardModel(card, [net])
     train, test = make_cases(n_train, seed, size), make_cases(n_test, seed + 1000, size)
     images, targets = training_arrays(model, train)
+    screening = fmt == "render-unet"
+    examples = []  # FP-screen training components, from predictions during and after training
+
+    def step(it: int, loss: float) -> None:
+        if on_step:
+            on_step(it, loss)
+        if screening and it + 1 in (iterations // 5, iterations // 2):
+            net.eval()
+            examples.append(screen_examples(model, train))
+            net.train()
+
     t0 = time.perf_counter()
     losses = train_network(net, images, targets, patch_size=size, iterations=iterations, batch_size=batch_size,
-                           lr=lr, seed=seed, on_step=on_step)
+                           lr=lr, seed=seed, on_step=step)
     report = {"format": fmt, "iterations": iterations, "first_loss": float(np.mean(losses[:10])),
               "final_loss": float(np.mean(losses[-10:]))}
-    if fmt == "render-unet":
-        report["fp_screen"] = train_fp_screen(model, train)
+    if screening:
+        examples.append(screen_examples(model, train))
+        report["fp_screen"] = fit_fp_screen(model, examples)
     report["train_seconds"] = time.perf_counter() - t0
     save_card_model(folder, card, net.state_dict())
     loaded = load_model(Path(folder))

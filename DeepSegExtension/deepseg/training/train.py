@@ -103,21 +103,21 @@ def predict_case(model: CardModel, channels: Sequence[Volume]) -> tuple[np.ndarr
     return probabilities, model.labels_from_probabilities(probabilities)
 
 
-def train_fp_screen(model: CardModel, cases: Sequence[Case], *, low_thresholds: Sequence[float] = (0.2,),
-                    true_fraction: float = 0.5, epochs: int = 400) -> dict:
-    """Fit every fold's false-positive classifier on components of predictions on ``cases``.
+def screen_examples(model: CardModel, cases: Sequence[Case], *, low_thresholds: Sequence[float] = (0.2,),
+                    true_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Components of the model's predictions on ``cases``: features, classes and true/false flags.
 
     A component is *true* when at least ``true_fraction`` of its voxels carry its class in the
     ground truth.  Besides the arg-max label map, maps thresholded at ``low_thresholds`` (a voxel
     joins its most likely foreground class once that class's probability exceeds the threshold)
-    add more, harder false-positive candidates.  Returns counts of true/false components.
+    add more, harder false-positive candidates.
     """
     features, classes, is_true = [], [], []
+    lut = np.zeros(len(model.card.labels) + 1, dtype=np.uint16)
+    lut[1:] = [lab.value for lab in model.card.labels]
     for channels, gt in cases:
         probabilities, labels = predict_case(model, channels)
         gt_index = value_to_index(model, gt)
-        lut = np.zeros(len(model.card.labels) + 1, dtype=np.uint16)
-        lut[1:] = [lab.value for lab in model.card.labels]
         fg = probabilities[1:]
         candidates = [labels] + [np.where(fg.max(0) > t, lut[1 + fg.argmax(0)], 0).astype(np.uint16)
                                  for t in low_thresholds]
@@ -125,15 +125,29 @@ def train_fp_screen(model: CardModel, cases: Sequence[Case], *, low_thresholds: 
             comps = model.components(cand, probabilities, channels[0])
             if len(comps) == 0:
                 continue
-            predicted = value_to_index(model, cand)
-            agree = ndimage.mean(gt_index == predicted, comps.ids, np.arange(1, len(comps) + 1))
+            agree = ndimage.mean(gt_index == value_to_index(model, cand), comps.ids, np.arange(1, len(comps) + 1))
             features.append(comps.features)
             classes.append(comps.classes)
             is_true.append(np.asarray(agree) >= true_fraction)
     if not features:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+    return np.concatenate(features), np.concatenate(classes), np.concatenate(is_true)
+
+
+def fit_fp_screen(model: CardModel, examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  epochs: int = 400) -> dict:
+    """Fit every fold's false-positive classifier on ``screen_examples`` outputs (pooled); returns
+    the counts of true and false components it learnt from."""
+    examples = [e for e in examples if len(e[2])]
+    if not examples:
         log.warning("No predicted components to train the false-positive screen on; it stays disabled.")
         return {"components": 0, "false_positives": 0}
-    f, c, t = np.concatenate(features), np.concatenate(classes), np.concatenate(is_true)
+    f, c, t = (np.concatenate([e[i] for e in examples]) for i in range(3))
     for net in model.networks:
         net.fp_screen.fit(f, c, t, epochs=epochs)
     return {"components": int(len(t)), "false_positives": int((~t).sum())}
+
+
+def train_fp_screen(model: CardModel, cases: Sequence[Case], epochs: int = 400, **kwargs) -> dict:
+    """``fit_fp_screen`` on the components of the current predictions on ``cases``."""
+    return fit_fp_screen(model, [screen_examples(model, cases, **kwargs)], epochs=epochs)
