@@ -65,6 +65,7 @@ class DeepSegTumorTest(ScriptedLoadableModuleTest):
 
         from deepseg_slicer import mrml
         from deepseg_slicer.selftest import make_test_model, synthetic_ct
+        from deepseg_slicer.tasks import crop_to_corners
 
         scene = getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
         flair = mrml.volume_to_node(synthetic_ct(name="case FLAIR", seed=2), scene)
@@ -88,5 +89,13 @@ class DeepSegTumorTest(ScriptedLoadableModuleTest):
             self.assertAlmostEqual(row["volume_mL"], float((labels.array == value).sum()) * labels.voxel_volume_mm3 / 1000,
                                    places=4)
             self.assertTrue(all(v >= 0.05 for v in row["lesion_volumes_mL"]))
-        self.assertTrue(np.any(labels.array))
+        # nothing outside the ROI box, something inside it
+        full = mrml.volume_from_node(t1)
+        crop = crop_to_corners(full, mrml.roi_corners_lps(roi))
+        i0, j0, k0 = np.round(np.linalg.inv(full.ijk_to_lps()) @ np.r_[crop.origin, 1.0]).astype(int)[:3]
+        kk, jj, ii = crop.shape
+        inside = np.zeros(full.shape, bool)
+        inside[k0:k0 + kk, j0:j0 + jj, i0:i0 + ii] = True
+        self.assertFalse(np.any(labels.array[~inside]))
+        self.assertTrue(np.any(labels.array[inside]))
         self.delayDisplay("DeepSegTumor test passed")

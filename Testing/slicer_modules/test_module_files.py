@@ -152,3 +152,9 @@ def test_extension_description_and_cmake_list_every_module():
             rel = path.relative_to(EXTENSION / module).as_posix().replace(module, "${MODULE_NAME}")
             assert rel in cmake, f"{module}/CMakeLists.txt does not install {rel}"
         assert (EXTENSION / module / "Resources" / "Icons" / f"{module}.png").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(EXTENSION)) for p in EXTENSION.glob("DeepSeg*/DeepSeg*Lib/*.py")))
+def test_gui_only_files_compile(path):
+    """Widget and plugin files need Slicer's Qt to import; here at least they must compile."""
+    compile((EXTENSION / path).read_text(), path, "exec")
