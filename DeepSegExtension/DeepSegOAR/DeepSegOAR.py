@@ -27,7 +27,7 @@ HELP = _("""
 model's description, licence and citation. <b>Install model...</b> downloads the weights after showing
 their size and licence.</li>
 <li><b>Structures</b>: tick the organs to keep (All / None). <b>TG-263 names</b> names segments with AAPM
-TG-263 names. <b>Fast mode</b> uses one fold and less overlap. <b>Device</b>: Auto, CPU or a detected GPU
+TG-263 names. <b>Fast mode</b> uses less sliding-window overlap (about 3x fewer windows). <b>Device</b>: Auto, CPU or a detected GPU
 (with its memory).</li>
 <li><b>Apply</b> runs the model in a separate process (the application stays responsive); the button turns
 into <b>Cancel</b>, which stops the whole process and adds nothing. The progress bar shows the stage; the

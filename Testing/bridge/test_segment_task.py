@@ -51,16 +51,6 @@ def test_background_run_imports_same_labels_as_in_process(scene, test_model):
     assert seg_node.GetNodeReference("referenceImageGeometryRef") is node
 
 
-def test_replacing_an_existing_segmentation_keeps_the_node(scene, test_model):
-    node = mrml.volume_to_node(synthetic_ct(), scene)
-    old = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "previous")
-    old.GetSegmentation().AddEmptySegment("stale")
-    task = SegmentTask(SegmentRequest(str(test_model), [node], output_node=old, structures=["Liver"]), scene, threads=1)
-    assert task.start().wait(timeout=600) is old
-    seg = old.GetSegmentation()
-    assert [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())] == ["Liver"]
-
-
 def test_multi_input_run_assigns_channels_by_name(scene, two_channel_model):
     from deepseg.inference.pipeline import segment
     from deepseg.models.card_model import read_card
