@@ -30,8 +30,8 @@ def _hull_points(points: np.ndarray) -> np.ndarray:
     if len(points) <= points.shape[1] + 1:
         return points
     try:
-        return points[ConvexHull(points, qhull_options="QJ").vertices]
-    except (QhullError, ValueError):
+        return points[ConvexHull(points).vertices]
+    except (QhullError, ValueError):  # all points on a line or plane: no full-dimensional hull
         return points
 
 
@@ -81,15 +81,22 @@ def axial_diameters(mask: np.ndarray, volume: Volume) -> tuple[float, float, int
     """RECIST-style long and short axis (mm) over the slices of ``mask`` (k = slice), and the crop
     slice index where the long axis is largest."""
     sx, sy = volume.spacing[0], volume.spacing[1]
+    rows, cols = mask.any(axis=2), mask.any(axis=1)  # (k, j) and (k, i) occupancy
+    slices = np.nonzero(rows.any(axis=1))[0]
+    extent = [(np.ptp(np.nonzero(rows[k])[0]) * sy, np.ptp(np.nonzero(cols[k])[0]) * sx) for k in slices]
+    diagonal = np.hypot(*np.asarray(extent, float).T)
     best = (0.0, 0.0, -1)
-    for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
+    for n in np.argsort(-diagonal, kind="stable"):  # a slice's diameter <= its bounding-box diagonal: prune
+        k = int(slices[n])
+        if best[2] >= 0 and diagonal[n] < best[0]:
+            break
         j, i = np.nonzero(_boundary(mask[k]))
         pts2 = np.stack([i * sx, j * sy], 1)  # in-plane mm (the direction matrix is orthonormal)
         long_mm, axis = _farthest_pair(pts2)
-        if long_mm > best[0] or best[2] < 0:
+        if long_mm > best[0] or best[2] < 0 or (long_mm == best[0] and k < best[2]):
             perp = np.array([-axis[1], axis[0]])
             proj = pts2 @ perp
-            best = (long_mm, float(proj.max() - proj.min()) if long_mm > 0 else 0.0, int(k))
+            best = (long_mm, float(proj.max() - proj.min()) if long_mm > 0 else 0.0, k)
     return best
 
 
