@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
-from conftest import CUE, ArrayModel
+from explain_helpers import CUE, ArrayModel
 
 from deepseg.errors import InputError
 from deepseg.explain import explain, list_layers

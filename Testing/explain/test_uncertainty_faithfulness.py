@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import CUE, ArrayModel
+from explain_helpers import CUE, ArrayModel
 
 from deepseg.explain import (entropy, explain, fold_disagreement, member_variance, structure_uncertainty,
                              uncertainty_maps)

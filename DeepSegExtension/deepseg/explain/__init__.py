@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from .api import ExplanationResult, explain, list_layers
 from .cam import METHODS
+from .colors import FALLBACK_NAME, HEAT_COLORMAP, heat_color_table
 from .uncertainty import (StructureUncertainty, UncertaintyResult, entropy, fold_disagreement, member_variance,
                           structure_uncertainty, uncertainty_maps)
 
-HEAT_COLORMAP = "Inferno"
-"""Perceptually uniform Slicer colour table for heat and uncertainty overlays."""
-
 __all__ = ["explain", "list_layers", "ExplanationResult", "METHODS", "uncertainty_maps", "UncertaintyResult",
            "StructureUncertainty", "entropy", "member_variance", "fold_disagreement", "structure_uncertainty",
-           "HEAT_COLORMAP"]
+           "HEAT_COLORMAP", "FALLBACK_NAME", "heat_color_table"]
