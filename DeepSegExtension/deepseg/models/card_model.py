@@ -200,6 +200,13 @@ class CardModel(SegmentationModel):
         logits = torch.from_numpy(resample_array(logits.numpy(), new_shape=prepared.reference.shape, order=1))
         return torch.softmax(logits, dim=0).numpy()
 
+    def class_index(self, labels: np.ndarray) -> np.ndarray:
+        """Label values -> output-channel indices (0 = background, ``c`` = ``card.labels[c-1]``);
+        values the card does not know map to 0."""
+        lut = np.zeros(int(max(max(lab.value for lab in self.card.labels), labels.max(initial=0))) + 1, np.int64)
+        lut[[lab.value for lab in self.card.labels]] = np.arange(1, len(self.card.labels) + 1)
+        return lut[labels]
+
     def _screens(self) -> list:
         return [net.fp_screen for net in self.networks
                 if getattr(net, "fp_screen", None) is not None and bool(net.fp_screen.trained)]
@@ -208,11 +215,9 @@ class CardModel(SegmentationModel):
         """Connected components of a label map with the FP-screening features (``fp_screen``)."""
         from .networks.fp_screen import find_components
 
-        index = np.zeros(int(max(lab.value for lab in self.card.labels)) + 1, dtype=np.int64)
-        index[[lab.value for lab in self.card.labels]] = np.arange(1, len(self.card.labels) + 1)
         intensity = normalize(reference.array, self.normalization_specs()[0]) \
             if reference.shape == labels.shape else None
-        return find_components(index[labels], probabilities, intensity, reference.voxel_volume_mm3)
+        return find_components(self.class_index(labels), probabilities, intensity, reference.voxel_volume_mm3)
 
     def component_scores(self, components) -> np.ndarray:
         """Mean FP-screening score of each component over the folds' classifiers."""

@@ -25,20 +25,13 @@ Case = tuple[Sequence[Volume], np.ndarray]
 """Input channels and the ground-truth label map (label *values*) on the first channel's grid."""
 
 
-def value_to_index(model: CardModel, labels: np.ndarray) -> np.ndarray:
-    """Label values -> network class indices (0 = background, ``c`` = ``card.labels[c-1]``)."""
-    lut = np.zeros(int(max(max(lab.value for lab in model.card.labels), labels.max())) + 1, dtype=np.int64)
-    lut[[lab.value for lab in model.card.labels]] = np.arange(1, len(model.card.labels) + 1)
-    return lut[labels]
-
-
 def training_arrays(model: CardModel, cases: Sequence[Case]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Network-space images ``(C, z, y, x)`` and class-index targets ``(z, y, x)`` for ``cases``."""
     images, targets = [], []
     for channels, labels in cases:
         prepared = model.prepare(channels)
         images.append(prepared.image)
-        targets.append(resample_array(value_to_index(model, labels), new_shape=prepared.image.shape[1:], order=0))
+        targets.append(resample_array(model.class_index(labels), new_shape=prepared.image.shape[1:], order=0))
     return images, targets
 
 
@@ -113,19 +106,18 @@ def screen_examples(model: CardModel, cases: Sequence[Case], *, low_thresholds: 
     add more, harder false-positive candidates.
     """
     features, classes, is_true = [], [], []
-    lut = np.zeros(len(model.card.labels) + 1, dtype=np.uint16)
-    lut[1:] = [lab.value for lab in model.card.labels]
     for channels, gt in cases:
         probabilities, labels = predict_case(model, channels)
-        gt_index = value_to_index(model, gt)
+        gt_index = model.class_index(gt)
         fg = probabilities[1:]
-        candidates = [labels] + [np.where(fg.max(0) > t, lut[1 + fg.argmax(0)], 0).astype(np.uint16)
+        # background channel 1 where no foreground class exceeds t: the arg-max then keeps background
+        candidates = [labels] + [model.labels_from_probabilities(np.concatenate([(fg.max(0) <= t)[None], fg]))
                                  for t in low_thresholds]
         for cand in candidates:
             comps = model.components(cand, probabilities, channels[0])
             if len(comps) == 0:
                 continue
-            agree = ndimage.mean(gt_index == value_to_index(model, cand), comps.ids, np.arange(1, len(comps) + 1))
+            agree = ndimage.mean(gt_index == model.class_index(cand), comps.ids, np.arange(1, len(comps) + 1))
             features.append(comps.features)
             classes.append(comps.classes)
             is_true.append(np.asarray(agree) >= true_fraction)
