@@ -88,6 +88,13 @@ def test_dicom_seg_round_trip_is_voxel_exact(totalseg_export):
     referenced = {str(i.ReferencedSOPInstanceUID) for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced == {str(d.SOPInstanceUID) for d in ref.datasets}
     assert ds.SegmentSequence[0].SegmentLabel == "spleen"
+    by_label = {str(item.SegmentLabel): item for item in ds.SegmentSequence}
+    liver_type = by_label["liver"].SegmentedPropertyTypeCodeSequence[0]
+    assert (liver_type.CodeValue, liver_type.CodingSchemeDesignator) == ("10200004", "SCT")
+    adrenal = by_label["adrenal_gland_right"].SegmentedPropertyTypeCodeSequence[0]
+    assert adrenal.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "24028007"  # right
+    back_adrenal = next(lab for lab in back_info if lab.name == "adrenal_gland_right")
+    assert back_adrenal.type == Code("23451007", "SCT", "Adrenal gland") and back_adrenal.modifier.value == "24028007"
 
 
 def test_rtstruct_rasterises_back_with_dice_above_095(totalseg_export):
@@ -95,11 +102,13 @@ def test_rtstruct_rasterises_back_with_dice_above_095(totalseg_export):
     expected = labels_on_series(labels, ref).array
     independent = _even_odd_fill(out / "rt.dcm", ref)
     ours = rasterise_rtstruct(out / "rt.dcm", ref)
-    assert summary["rois"] == [lab.name for lab in info]
-    for lab in info:
+    names = [lab.display_name(use_tg263=True) for lab in info]
+    assert summary["rois"] == names
+    assert {"Liver", "Spleen", "Glnd_Adrenal_R", "Rib07_L", "VB_T12"} <= set(names)  # TG-263 from the catalogue
+    for lab, name in zip(info, names):
         truth = expected == lab.value
-        assert _dice(independent[lab.name], truth) >= 0.95, lab.name
-        assert _dice(ours[lab.name], truth) >= 0.95, lab.name
+        assert _dice(independent[name], truth) >= 0.95, name
+        assert _dice(ours[name], truth) >= 0.95, name
     ds = pydicom.dcmread(str(out / "rt.dcm"))
     _check_required(ds, RT_REQUIRED)
     assert {o.RTROIInterpretedType for o in ds.RTROIObservationsSequence} == {"ORGAN"}

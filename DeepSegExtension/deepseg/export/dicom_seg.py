@@ -108,8 +108,11 @@ def read_dicom_seg(path: "str | Path", ref: ReferenceSeries) -> tuple[Volume, li
         c = desc.segmented_property_category
         lab_value = desc.get("RecommendedDisplayCIELabValue")
         color = hd.color.CIELabColor.from_dicom_value(lab_value).to_rgb() if lab_value else (128, 174, 128)
+        modifier = (t.get("SegmentedPropertyTypeModifierCodeSequence") or [None])[0]
         labels.append(LabelInfo(value, desc.segment_label, tuple(int(c) for c in color),
                                 category=Code(c.value, c.scheme_designator, c.meaning),
                                 type=None if t.scheme_designator == "99DEEPSEG" else Code(t.value, t.scheme_designator,
-                                                                                         t.meaning)))
+                                                                                         t.meaning),
+                                modifier=Code(str(modifier.CodeValue), str(modifier.CodingSchemeDesignator),
+                                              str(modifier.CodeMeaning)) if modifier is not None else None))
     return ref.grid.with_array(lut[np.asarray(pixels)]), labels

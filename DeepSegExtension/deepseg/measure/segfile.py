@@ -4,6 +4,7 @@ Accepted: Slicer ``.seg.nrrd`` (names, colours and terminology inside), or any l
 (NIfTI, NRRD, MHA, MGZ) with an optional labels JSON that is either a list of label objects (as in
 model cards), a model card (``{"labels": [...]}``), or a ``{"value": "name"}`` map (as
 TotalSegmentator's ``labels_total.json``).  Without a JSON, segments are named ``Segment_<value>``.
+Names known to the terminology catalogue get their SNOMED CT codes and TG-263 names filled in.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError
+from ..export.terminology import with_terminology
 from ..io import full_suffix, read_volume
 from ..models.card import LabelInfo
 from ..volume import Volume
@@ -58,4 +60,4 @@ def read_segmentation(path: "str | Path", labels_json: "str | Path | None" = Non
     if only_present or labels is None:
         present = present_values(volume)
         labels = default_labels(present) if labels is None else [lab for lab in labels if lab.value in set(present)]
-    return volume, labels
+    return volume, with_terminology(labels)
