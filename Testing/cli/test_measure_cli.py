@@ -75,3 +75,21 @@ def test_measure_refuses_to_overwrite(case, capsys):
                "--progress", "none"])
     assert rc == 2 and (d / "table.csv").read_text() == "keep"
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_measure_reads_seg_nrrd_with_its_names(case, capsys):
+    """A Slicer .seg.nrrd brings its own segment names; terminology is filled in from the catalogue."""
+    from deepseg.export.seg_nrrd import write_seg_nrrd
+    from deepseg.io import read_volume
+    from deepseg.models.card import LabelInfo
+
+    d, seg = case
+    labels = read_volume(d / "seg.nii.gz")
+    write_seg_nrrd(d / "case.seg.nrrd", labels, [LabelInfo(1, "liver", (200, 100, 80)), LabelInfo(2, "Tumour")])
+    rc = main(["measure", "--segmentation", str(d / "case.seg.nrrd"), "--output", str(d / "t.json"), "--json",
+               "--progress", "none"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)["tables"]["measurements"]["rows"]
+    assert [r["segment"] for r in rows] == ["liver", "Tumour"]
+    assert rows[0]["terminology"] == "SCT:10200004 Liver" and rows[1]["terminology"] == ""
+    assert rows[1]["voxel_count"] == int((seg == 2).sum())
