@@ -298,7 +298,7 @@ def place_next_to(node, source_node) -> None:
 
 # --- explanation maps ------------------------------------------------------------------------
 def heatmap_to_node(heatmap: Volume, scene, *, node=None, name: Optional[str] = None,
-                    colormap: str = "PET-Heat", value_range: Optional[tuple[float, float]] = None,
+                    colormap: str = "Inferno", value_range: Optional[tuple[float, float]] = None,
                     threshold: Optional[float] = None, source_node=None):
     """A float map (Grad-CAM, uncertainty) as a scalar volume shown through ``colormap``, with the
     window spanning ``value_range`` (default: the map's min..max) and voxels under ``threshold``
@@ -328,17 +328,43 @@ def set_overlay_threshold(node, threshold: Optional[float]) -> None:
 
 
 def find_color_node(scene, name: str):
-    """Colour node by name ("PET-Heat", "Rainbow", "Inferno"...) or ID; clear error otherwise."""
-    node = scene.GetNodeByID(name)
-    if node is None:
-        for candidate in scene.GetNodesByClass("vtkMRMLColorNode"):
-            if candidate.GetName() == name:
-                node = candidate
-                break
+    """Colour node by name ("Inferno", "PET-Heat", "Rainbow"...) or ID; clear error otherwise.
+    "Inferno" falls back to DeepSeg's lightness-linear heat table where the scene has no Inferno
+    (Slicer's MRML libraries without the application's colour files)."""
+    node = scene.GetNodeByID(name) or _color_node_named(scene, name)
+    if node is None and name == "Inferno":
+        node = heat_color_node(scene)
     if node is None:
         names = sorted({n.GetName() for n in scene.GetNodesByClass("vtkMRMLColorNode")})
         raise InputError(f"No colour map named {name!r} in the scene.", "Use one of: " + ", ".join(names[:20]) + ".")
     return node
+
+
+def _color_node_named(scene, name: str):
+    for candidate in scene.GetNodesByClass("vtkMRMLColorNode"):
+        if candidate.GetName() == name:
+            return candidate
+    return None
+
+
+def heat_color_node(scene):
+    """Slicer's perceptual "Inferno" table, else DeepSeg's stand-in (``deepseg.explain.colors``),
+    added to the scene once."""
+    import slicer
+
+    from deepseg.explain.colors import FALLBACK_NAME, HEAT_COLORMAP, heat_color_table
+
+    node = _color_node_named(scene, HEAT_COLORMAP) or _color_node_named(scene, FALLBACK_NAME)
+    if node is not None:
+        return node
+    table = heat_color_table()
+    node = slicer.vtkMRMLColorTableNode()
+    node.SetName(FALLBACK_NAME)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(len(table))
+    for i, (r, g, b) in enumerate(table):
+        node.SetColor(i, str(i), float(r), float(g), float(b), 1.0)
+    return scene.AddNode(node)
 
 
 def show_overlay(scene, background_node, foreground_node, opacity: float = 0.5) -> None:

@@ -41,6 +41,13 @@ class RunControls:
         self.progressBar.show()
         self.statusLabel.text = _("Starting...")
 
+    def reset(self) -> None:
+        """Back to idle when a task could not even start (the error was shown already)."""
+        if not self.running:
+            self.progressBar.hide()
+            self.statusLabel.text = ""
+            self.applyButton.text = self.applyText
+
     def track(self, task) -> None:
         """Follow a started task (created with this object's ``progress``/``log`` callbacks)."""
         self.task = task

@@ -197,8 +197,8 @@ class ExplainRequest:
     method: str = "gradcam"
     uncertainty: bool = True
     device: str = "auto"
-    colormap: str = "PET-Heat"
-    uncertainty_colormap: str = "Rainbow"
+    colormap: str = "Inferno"
+    uncertainty_colormap: str = "Inferno"
     threshold: Optional[float] = None
 
 

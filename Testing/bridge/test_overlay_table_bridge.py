@@ -38,6 +38,16 @@ def test_heatmap_node_colour_window_threshold_and_overlay(scene, heat, oblique_v
         mrml.heatmap_to_node(heat, scene, colormap="NoSuchMap")
 
 
+def test_default_heat_colours_are_perceptual_even_without_slicer_colour_files(scene, heat):
+    node = mrml.heatmap_to_node(heat, scene)  # "Inferno", or the stand-in on slicer-core
+    color = node.GetDisplayNode().GetColorNode()
+    assert color.GetName() in ("Inferno", "DeepSeg Heat")
+    lut = color.GetLookupTable()
+    lightness = [sum(lut.GetTableValue(i)[:3]) for i in range(0, 256, 32)]
+    assert lightness == sorted(lightness)  # brighter always means more
+    assert mrml.heatmap_to_node(heat, scene).GetDisplayNode().GetColorNode() is color  # added once
+
+
 def test_threshold_to_segment_counts_match(scene, heat):
     node = mrml.heatmap_to_node(heat, scene)
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")

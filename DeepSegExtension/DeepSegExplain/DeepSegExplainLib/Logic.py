@@ -20,7 +20,7 @@ from deepseg_slicer.tasks import ExplainRequest, ExplainTask
 from .Parameters import DeepSegExplainParameterNode
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
-COLORMAPS = ("PET-Heat", "Rainbow", "Inferno", "Viridis", "fMRI", "Grey")
+COLORMAPS = ("Inferno", "Viridis", "PET-Heat", "Rainbow", "fMRI", "Grey")
 
 
 class DeepSegExplainLogic(DeepSegLogicBase):
@@ -41,7 +41,7 @@ class DeepSegExplainLogic(DeepSegLogicBase):
         return None
 
     def explain(self, segmentationNode, segmentId: str, model: str, inputNodes: Sequence, *, method: str = "gradcam",
-                uncertainty: bool = True, device: str = "auto", colormap: str = "PET-Heat",
+                uncertainty: bool = True, device: str = "auto", colormap: str = "Inferno",
                 threshold: Optional[float] = None, wait: bool = False, onProgress=None, onLog=None, onDone=None):
         """Heat map (and uncertainty map) of one segment; with ``wait`` returns
         ``{"heatmap": node, "uncertainty": node or None}``."""

@@ -29,6 +29,6 @@ class DeepSegExplainParameterNode:
     computeUncertainty: bool = True
     device: str = "auto"
     overlay: str = "heat map"
-    colormap: str = "PET-Heat"
+    colormap: str = "Inferno"
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.3

@@ -137,6 +137,7 @@ class DeepSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                       threshold=p.threshold, onProgress=self.run.progress, onLog=self.run.log,
                                       onDone=self.onDone)
             self.run.track(task)
+        self.run.reset()
 
     def onDone(self, task) -> None:
         self.run.done(task, on_success=self.showResult)

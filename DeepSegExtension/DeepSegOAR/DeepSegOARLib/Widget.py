@@ -106,7 +106,9 @@ class DeepSegOARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         choice = self._currentChoice()
         self.ui.modelInfoLabel.text = choice.summary if choice else _("No organ-at-risk model in the catalog.")
         self.ui.fetchModelButton.enabled = bool(choice and not choice.installed)
-        wanted = set(filter(None, (self._parameterNode.structures if self._parameterNode else "").split(",")))
+        changed = bool(self._parameterNode and choice and self._parameterNode.model != choice.id)
+        kept = "" if changed or not self._parameterNode else self._parameterNode.structures
+        wanted = set(filter(None, kept.split(",")))
         self.ui.structureList.blockSignals(True)
         self.ui.structureList.clear()
         for lab in (choice.labels if choice else ()):
@@ -116,9 +118,10 @@ class DeepSegOARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             item.setCheckState(qt.Qt.Checked if not wanted or lab.name in wanted else qt.Qt.Unchecked)
             self.ui.structureList.addItem(item)
         self.ui.structureList.blockSignals(False)
-        if self._parameterNode and choice and self._parameterNode.model != choice.id:
-            self._parameterNode.model = choice.id
-            self._parameterNode.structures = ""
+        if changed:
+            with slicer.util.NodeModify(self._parameterNode.parameterNode):
+                self._parameterNode.model = choice.id
+                self._parameterNode.structures = ""
 
     def onStructuresChanged(self, item=None) -> None:
         items = [self.ui.structureList.item(i) for i in range(self.ui.structureList.count)]
@@ -160,6 +163,7 @@ class DeepSegOARWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                       fast=p.fastMode, device=p.device, outputNode=p.outputSegmentation,
                                       onProgress=self.run.progress, onLog=self.run.log, onDone=self.onDone)
             self.run.track(task)
+        self.run.reset()
 
     def onDone(self, task) -> None:
         self.run.done(task, on_success=self.showResult)

@@ -155,6 +155,7 @@ class DeepSegTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                       device=p.device, outputNode=p.outputSegmentation,
                                       onProgress=self.run.progress, onLog=self.run.log, onDone=self.onDone)
             self.run.track(task)
+        self.run.reset()
 
     def onDone(self, task) -> None:
         self.run.done(task, on_success=self.showResult)
