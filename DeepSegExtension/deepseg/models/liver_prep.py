@@ -9,8 +9,9 @@ networks RAS-flipped arrays.  Facts reproduced here:
   overlapped fraction of every old voxel (a box filter), with zeros beyond the border;
 * CT body crop (``crop_ct_image``): bounding box of the largest eroded soft-tissue (> -150 HU) component,
   the liver dome found from the lung air profile, the box ending 70 mm above the dome, at most
-  489 x 408 x 408 mm (x, y, z) -- trimmed around the abdominal air centre in x/y and from below in z;
-  the pelvic (hip) search of the original is replaced by the 408 mm limit (see ``crop_ct``);
+  489 x 408 x 408 mm (x, y, z) -- trimmed from below in z, and in x/y around the box centre (the
+  original trims around the centre of the abdominal air); the pelvic (hip) search of the original is
+  replaced by the 408 mm limit (see ``crop_ct``);
 * MR body crop (``crop_mr_image``): the top 430 mm and the largest component above 1 % of the maximum.
 """
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""The pyliverlesionseg model in DeepSeg: geometry of prepare/restore, and the shipped weights end to end
+on a real (cropped) CT."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from deepseg.models.card import InputSpec, ModelCard
+from deepseg.models.liver import LiverModel
+from deepseg.models.liver_convert import ARCHITECTURES, LIVER, LIVER_LESION
+from deepseg.models.networks.liver_unet import LiverUNet
+from deepseg.volume import Volume
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def _synthetic_ct():
+    """Body ellipsoid (40 HU) in air with a bright 'organ' (200 HU); anisotropic spacing, flipped axes."""
+    k, j, i = np.mgrid[:40, :70, :80]
+    arr = np.full(k.shape, -1000.0, np.float32)
+    arr[((j - 35) / 30.0) ** 2 + ((i - 40) / 36.0) ** 2 < 1] = 40.0
+    organ = ((k - 22) / 9.0) ** 2 + ((j - 30) / 12.0) ** 2 + ((i - 30) / 14.0) ** 2 < 1
+    arr[organ] = 200.0
+    direction = np.array([[-1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # i -> R, j -> S, k -> A
+    return Volume(arr, spacing=(1.6, 2.5, 3.5), origin=(10, -20, 30), direction=direction), organ
+
+
+def _model(lesions: bool) -> LiverModel:
+    arch = {"liver": ARCHITECTURES["liver"]} | ({"lesion": ARCHITECTURES["lesion"]} if lesions else {})
+    card = ModelCard("test", "test", "pyliverlesionseg", [LIVER] + ([LIVER_LESION] if lesions else []),
+                     [InputSpec("image", "CT")], architecture=arch,
+                     preprocessing={"modality": "CT", "liver_spacing_xyz": [3, 3, 3], "lesion_spacing_xyz": [1, 1, 3]})
+    return LiverModel(card, LiverUNet(arch["liver"]), LiverUNet(arch["lesion"]) if lesions else None)
+
+
+def test_restore_maps_network_space_back_onto_the_input_grid():
+    volume, organ = _synthetic_ct()
+    model = _model(lesions=False)
+    prepared = model.prepare([volume])
+    assert prepared.image.shape[0] == 1 and prepared.image.min() >= -0.5 and prepared.image.max() <= 0.5
+    fake = (prepared.image[0] > 0.4).astype(np.float32)  # a "network" that finds the bright organ
+    probs = model.restore(torch.from_numpy(np.stack([1 - fake, fake])), prepared)
+    assert probs.shape == (2,) + volume.shape
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    labels = model.labels_from_probabilities(probs)
+    assert _dice(labels == 1, organ) > 0.9
+
+
+def test_cascade_probabilities_and_labels():
+    model = _model(lesions=True)
+    probs = np.zeros((3, 2, 2, 2), np.float32)
+    liver, lesion = np.array([0.9, 0.9, 0.2, 0.6]), np.array([0.1, 0.7, 0.8, 0.45])
+    probs[1].flat[:4] = (1 - lesion) * liver
+    probs[2].flat[:4] = lesion
+    probs[0] = 1 - probs[1] - probs[2]
+    assert model.labels_from_probabilities(probs).flat[:4].tolist() == [1, 2, 2, 1]
+
+
+@pytest.fixture(scope="module")
+def example_ct(shared):
+    """The TotalSegmentator example CT (122 x 101 x 30 voxels of 3 mm) and its liver reference."""
+    from deepseg.io import read_volume
+
+    image = read_volume(shared / "data" / "totalseg" / "example_ct_sm.nii.gz")
+    return image, read_volume(shared / "data" / "totalseg" / "example_seg.nii.gz").array == 5
+
+
+def test_shipped_liver_model_on_a_real_ct(liver_folder, example_ct):
+    """The converted liver network on a real CT, with a patch shrunk to the case so it runs in CI."""
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.loaders import load_model
+
+    image, reference = example_ct
+    model = load_model(liver_folder)
+    prepared_shape = model.prepare([image]).image.shape[1:]
+    # a smaller patch than the original 162 x 162 x 189 that still holds the whole case in one tile
+    # (27 * n input voxels; output = input - 26): same weights, less zero padding, ~3x less compute
+    patch = tuple(int(27 * np.ceil((s + 26) / 27)) for s in prepared_shape)
+    model.window = replace(model.window, patch_size=patch)
+    result = segment(model, [image])
+    assert result.labels.same_grid(image)
+    assert [lab.value for lab in result.label_info] == [1]
+    dice = _dice(result.labels.array == 1, reference)
+    print(f"liver Dice on the TotalSegmentator example CT (shrunk patch): {dice:.3f}")
+    assert dice > 0.9
+
+
+def test_shipped_lesion_network_inside_a_given_liver(liver_lesion_folder, lits117):
+    """The lesion network of the cascade on a real LiTS tumour region, given the manual liver contour."""
+    from deepseg.models.loaders import load_model
+
+    image, labels = lits117
+    # 56 x 56 x 28 voxels at the assumed 1.5 mm: one lesion tile at 1 x 1 x 3 mm
+    sl = (slice(40, 68), slice(20, 76), slice(50, 106))
+    crop = Volume(image.array[sl], image.spacing, image.origin, image.direction)
+    truth = labels.array[sl]
+    model = load_model(liver_lesion_folder)
+    p = model.segment_lesions(crop, truth > 0, device="cpu")
+    assert p.shape == crop.shape and 0 <= p.min() and p.max() <= 1
+    dice = _dice(p > 0.5, truth == 2)
+    print(f"lesion Dice on the LiTS 117 crop (manual liver given): {dice:.3f}, reference {(truth == 2).sum()} voxels")
+    assert dice > 0.5
