@@ -1,0 +1,200 @@
+"""Accuracy of the shipped pretrained models on real cases: per-structure Dice, HD95 and run time.
+
+Every benchmark is a ``Run`` (a model and a case, plus which label values of the prediction and of the
+reference make up each compared structure); ``RUNS`` lists them all, and other model families add
+their own runs to it.  Results are printed and appended to ``benchmarks/RESULTS.md`` under
+``## Accuracy`` together with the command that produced them.
+
+    python benchmarks/accuracy.py                 # every run
+    python benchmarks/accuracy.py --only liver    # runs whose name contains "liver"
+
+Models come from PyPI (fetched and converted into ``benchmarks/_work``); cases from ``../shared``
+and from PyPI packages.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared"
+WORK = HERE / "_work"
+RESULTS = HERE / "RESULTS.md"
+
+# LiTS case 117 as shipped in liver-ct-segmentation-package 1.6.0 (data/img_117.mrc): 128^3, cropped to
+# the liver and resampled, voxel size not stored.  Read as [k, j, i] its axes run superior->inferior,
+# anterior->posterior and left->right of the patient (seen on the images); the spacing is an assumption.
+LITS117_SPACING_MM = 1.5
+LITS117_DIRECTION = np.array([[-1.0, 0, 0], [0, 1, 0], [0, 0, -1]])  # columns: i -> R, j -> P, k -> I (LPS)
+
+
+@dataclass
+class Case:
+    name: str
+    load: Callable[[], tuple]  # -> (image Volume, reference label Volume on the image grid)
+    note: str = ""
+
+
+@dataclass
+class Run:
+    name: str
+    load_model: Callable[[], object]  # -> SegmentationModel
+    case: Case
+    structures: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]  # name -> (predicted values, reference values)
+
+
+# --- cases ------------------------------------------------------------------------------------------------
+def _totalseg(image: str, labels: str) -> Callable[[], tuple]:
+    def load():
+        from deepseg.io import read_volume
+        from deepseg.measure.grid import resample_labels
+
+        img = read_volume(SHARED / "data" / "totalseg" / image)
+        ref = read_volume(SHARED / "data" / "totalseg" / labels)
+        return img, ref if ref.same_grid(img) else resample_labels(ref, img)
+    return load
+
+
+def lits117_volumes(wheel_dir: Path = WORK / "wheels") -> tuple:
+    """LiTS 117 image (HU) and labels (1 liver, 2 tumour) as Volumes with the assumed geometry."""
+    import mrcfile
+
+    from deepseg.models.pypi_source import fetch_wheel_member
+    from deepseg.volume import Volume
+
+    arrays = []
+    for kind in ("img", "lab"):
+        member = f"liver_ct_segmentation_package/data/{kind}_117.mrc"
+        path = fetch_wheel_member("liver-ct-segmentation-package", "1.6.0", member, Path(wheel_dir) / f"{kind}_117.mrc",
+                                  wheel_dir=wheel_dir)
+        with mrcfile.open(path, permissive=True) as f:
+            arrays.append(np.array(f.data))
+    geometry = dict(spacing=(LITS117_SPACING_MM,) * 3, direction=LITS117_DIRECTION)
+    return (Volume(arrays[0].astype(np.float32), name="lits117", **geometry),
+            Volume(arrays[1].astype(np.uint16), name="lits117_labels", **geometry))
+
+
+CASES = {
+    "totalseg-ct": Case("totalseg-ct", _totalseg("example_ct_sm.nii.gz", "example_seg.nii.gz"),
+                        "TotalSegmentator example CT, 3 mm; reference = TotalSegmentator output (silver standard)"),
+    "totalseg-ct-dicom": Case("totalseg-ct-dicom", _totalseg("example_ct_dicom_uids", "example_seg_dicom.nii.gz"),
+                              "20-slice DICOM series, 0.98 x 0.98 x 2 mm; reference = TotalSegmentator output"),
+    "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
+                                         "isotropic; manual reference (1 liver, 2 tumour)"),
+}
+
+
+# --- models -----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def pyliverlesionseg_folder(lesions: bool) -> Path:
+    """The pyliverlesionseg models fetched from PyPI and converted once into benchmarks/_work."""
+    from deepseg.models.liver_convert import LESION_H5, LIVER_H5, convert_keras_h5
+    from deepseg.models.pypi_source import fetch_wheel_member
+
+    def fetch(member):
+        return fetch_wheel_member("pyliverlesionseg", "0.3", member, WORK / Path(member).name,
+                                  python_version="3.6", wheel_dir=WORK / "wheels")
+
+    name = "pyliverlesionseg-liver-lesion-ct" if lesions else "pyliverlesionseg-liver-ct"
+    return convert_keras_h5(fetch(LIVER_H5), WORK / name, lesion_h5=fetch(LESION_H5) if lesions else None)
+
+
+def _liver_model(lesions: bool) -> Callable[[], object]:
+    def load():
+        from deepseg.models.loaders import load_model
+
+        return load_model(pyliverlesionseg_folder(lesions))
+    return load
+
+
+LIVER = {"liver": ((1, 2), (5,))}
+RUNS: list[Run] = [
+    Run("pyliverlesionseg-liver / totalseg-ct", _liver_model(False), CASES["totalseg-ct"], LIVER),
+    Run("pyliverlesionseg-liver / totalseg-ct-dicom", _liver_model(False), CASES["totalseg-ct-dicom"], LIVER),
+    Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
+        {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
+]
+
+
+# --- running and reporting ------------------------------------------------------------------------------
+def run_one(run: Run) -> list[dict]:
+    from deepseg.inference.pipeline import segment
+    from deepseg.measure.compare import compare_masks
+
+    image, reference = run.case.load()
+    model = run.load_model()
+    t0 = time.perf_counter()
+    result = segment(model, [image])
+    seconds = time.perf_counter() - t0
+    rows = []
+    for structure, (pred_values, ref_values) in run.structures.items():
+        m = compare_masks(np.isin(result.labels.array, pred_values), np.isin(reference.array, ref_values),
+                          image.spacing)
+        rows.append({"run": run.name, "structure": structure, "dice": m["dice"], "hd95_mm": m.get("hd95_mm"),
+                     "volume_mL": m["volume_test_mL"], "reference_mL": m["volume_reference_mL"],
+                     "seconds": seconds})
+    return rows
+
+
+def markdown(rows: list[dict], command: str, notes: list[str]) -> str:
+    lines = [f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "", f"Command: `{command}`", "",
+             "| run | structure | Dice | HD95 (mm) | volume (mL) | reference (mL) | time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        hd = "-" if r["hd95_mm"] is None else f"{r['hd95_mm']:.1f}"
+        lines.append(f"| {r['run']} | {r['structure']} | {r['dice']:.3f} | {hd} | {r['volume_mL']:.1f} | "
+                     f"{r['reference_mL']:.1f} | {r['seconds']:.0f} |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes] + [""])
+
+
+def append_results(block: str, path: Path = RESULTS, section: str = "## Accuracy") -> None:
+    """Insert ``block`` at the end of ``section`` (created at the end of the file when missing)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    lines = text.rstrip("\n").split("\n")
+    if section not in lines:
+        lines += ["", section, ""]
+    start = lines.index(section)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    lines[end:end] = [""] + block.rstrip("\n").split("\n") + ([""] if end < len(lines) else [])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="", help="run only the runs whose name contains this text")
+    parser.add_argument("--no-write", action="store_true", help="print results without touching RESULTS.md")
+    args = parser.parse_args(argv)
+    runs = [r for r in RUNS if args.only in r.name]
+    if not SHARED.exists():
+        print(f"note: {SHARED} not found; runs on ../shared cases are skipped", file=sys.stderr)
+    rows, notes = [], []
+    for run in runs:
+        print(f"running {run.name} ...", file=sys.stderr, flush=True)
+        try:
+            new = run_one(run)
+        except FileNotFoundError as exc:
+            print(f"skipped {run.name}: {exc}", file=sys.stderr)
+            continue
+        rows += new
+        for r in new:
+            print(f"{r['run']:50s} {r['structure']:24s} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']}  {r['seconds']:.0f} s",
+                  flush=True)
+        if run.case.note and f"{run.case.name}: {run.case.note}" not in notes:
+            notes.append(f"{run.case.name}: {run.case.note}")
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/accuracy.py", *(argv or sys.argv[1:])])
+    if rows and not args.no_write:
+        append_results(markdown(rows, command, notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
