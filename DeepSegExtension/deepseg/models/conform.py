@@ -1,0 +1,49 @@
+"""FreeSurfer-style conform: resample a volume onto a 256^3, 1 mm grid in LIA orientation.
+
+FreeSurfer's ``mri_convert --conform`` (and brainchop, which trains/runs its MeshNets on such
+volumes) keeps the centre of the input field of view (the physical point of continuous voxel
+index ``size/2``) at conformed voxel ``(128, 128, 128)`` and orients the axes i -> Left,
+j -> Inferior, k -> Anterior.  ``resample_to`` maps arrays between any two grids (linear for
+intensities/probabilities, nearest for labels); when the grids are identical it copies, so a
+volume that is already conformed (e.g. a FreeSurfer ``norm.mgz``) round-trips exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..volume import Volume
+
+CONFORM_SIZE = 256
+# LPS directions (columns) of conformed i, j, k: Left = +x, Inferior = -z, Anterior = -y.
+LIA_LPS = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0.0]])
+
+
+def conformed_grid(volume: Volume, size: int = CONFORM_SIZE, spacing: float = 1.0) -> Volume:
+    """An empty (zero-filled, uint8) volume on the conformed grid for ``volume``."""
+    centre = volume.ijk_to_lps() @ np.append(np.asarray(volume.size_ijk, dtype=float) / 2.0, 1.0)
+    origin = centre[:3] - LIA_LPS @ np.full(3, size / 2.0 * spacing)
+    return Volume(np.zeros((size, size, size), dtype=np.uint8), (spacing,) * 3, tuple(origin),
+                  LIA_LPS.copy(), name=volume.name)
+
+
+def resample_to(array: np.ndarray, source: Volume, target: Volume, *, linear: bool = True,
+                default: float = 0.0) -> np.ndarray:
+    """``array`` (``[k, j, i]`` on ``source``'s grid) sampled on ``target``'s grid, float32."""
+    if source.same_grid(target):
+        return np.array(array, dtype=np.float32, copy=True)
+    import SimpleITK as sitk
+
+    from ..io import volume_to_sitk
+
+    image = volume_to_sitk(source.with_array(np.ascontiguousarray(array, dtype=np.float32)))
+    out = sitk.Resample(image, [int(s) for s in target.size_ijk], sitk.Transform(),
+                        sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
+                        target.origin, target.spacing, tuple(target.direction.ravel()),
+                        float(default), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def conform(volume: Volume) -> Volume:
+    """``volume`` linearly resampled onto its conformed grid (float32)."""
+    grid = conformed_grid(volume)
+    return grid.with_array(resample_to(volume.array, volume, grid, linear=True))

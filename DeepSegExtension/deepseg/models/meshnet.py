@@ -1,0 +1,250 @@
+"""Brainchop MeshNet models (TensorFlow.js folders: ``model.json`` + shards + ``colormap.json``).
+
+Pipeline, as brainchop runs these networks (settings checked against FreeSurfer labels, see
+``benchmarks/RESULTS.md``):
+
+1. ``prepare``: scale intensities of the input to [0, 1] (min-max or between two quantiles), conform
+   to 256^3 at 1 mm in LIA orientation (``models/conform.py``), put the array in the network's
+   axis order (conformed i, j, k) and crop to the bounding box of the head/brain plus a margin
+   (everything outside is background, as brainchop does);
+2. ``predict_logits``: run the network in slabs with a halo equal to its receptive-field radius
+   (``inference/halo_tiles.py``), which reproduces the whole-crop pass exactly with bounded
+   memory; networks with instance normalisation (mindgrab) need the whole crop in one pass;
+3. ``restore``: softmax, paste into the conformed volume (background outside the crop) and
+   resample the probabilities linearly onto the input grid (a copy when the input is conformed).
+
+Per-model settings live in ``card.preprocessing`` (``deepseg-card.json`` can override them).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError, ModelError
+from ..inference.preprocess import normalize
+from ..progress import Progress
+from ..resources import resource_path
+from ..volume import Volume, check_image
+from .base import Prepared, SegmentationModel, WindowSpec
+from .card import ANATOMICAL_STRUCTURE, TISSUE, Code, InputSpec, LabelInfo, ModelCard
+from .conform import conformed_grid, resample_to
+from .loaders import CARD_FILE
+from .networks.meshnet import MeshNet
+from .tfjs import read_tfjs_model
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    # intensity scaling to [0, 1] (an ``inference.preprocess.normalize`` spec); brainchop's default
+    "normalization": {"method": "minmax"},
+    "axes": "ijk",               # network D, H, W = conformed i, j, k
+    "crop_threshold": 0.1,       # crop to the box of voxels above this scaled intensity...
+    "crop_margin": 8,            # ...grown by this many voxels
+    "max_voxels": 6_000_000,     # input voxels per slab (bounds memory)
+}
+
+_QUANTILE_5_95 = {"normalization": {"method": "percentile", "lower": 5, "upper": 95, "clip": False}}
+# What each published brainchop model is and how brainchop runs it (its model list: min-max or 5-95 %
+# quantile scaling, crop padding); overrides of DEFAULTS.  For model18cls, min-max scored higher than
+# 2-98 % percentile scaling against FreeSurfer (mean Dice 0.624 vs 0.596 on norm.mgz).
+KNOWN: dict[str, dict[str, Any]] = {
+    "model18cls": {"title": "Brainchop MeshNet: 17 brain structures (FreeSurfer aseg subset)",
+                   "inputs": [{"name": "T1", "modality": "MR", "pattern": "*t1*"}]},
+    "model30chan50cls": {"title": "Brainchop MeshNet: 50-class aparc+aseg parcellation",
+                         "preprocessing": _QUANTILE_5_95,
+                         "inputs": [{"name": "T1", "modality": "MR", "pattern": "*t1*"}]},
+    "mindgrab": {"title": "Brainchop MindGrab: brain extraction (skull stripping), any modality",
+                 "preprocessing": {**_QUANTILE_5_95, "crop_margin": 20},
+                 "inputs": [{"name": "image", "modality": "MR", "pattern": "*"}]},
+    "model5_gw_ae": {"title": "Brainchop MeshNet (5 channels): grey and white matter",
+                     "colormap": "colormap3.json",
+                     "inputs": [{"name": "T1", "modality": "MR", "pattern": "*t1*"}]},
+}
+
+CITATION = ("Masoud M, Hu F, Plis S. Brainchop: in-browser MRI volumetric segmentation and rendering. "
+            "J Open Source Softw 2023;8(83):5098. Fedorov A, et al. End-to-end learning of brain tissue "
+            "segmentation from imperfect labeling. IJCNN 2017.")
+
+
+def _norm_name(name: str) -> str:
+    return name.strip().lower().replace("*", "").replace(" ", "-").replace("_", "-")
+
+
+def labels_from_colormap(path: Path) -> list[LabelInfo]:
+    """Brainchop ``colormap.json`` (R, G, B lists and names, index = label value) -> ``LabelInfo`` list
+    without the background, with SNOMED CT codes from ``Resources/terminology/brainchop.json``."""
+    try:
+        cmap = json.loads(path.read_text())
+        names, rgb = cmap["labels"], list(zip(cmap["R"], cmap["G"], cmap["B"]))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path} is missing.", "A brainchop model folder needs colormap.json next to model.json.") \
+            from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} is not a brainchop colormap ({exc!r}).", "Restore the model's colormap.json.") \
+            from exc
+    codes = json.loads(resource_path("terminology/brainchop.json").read_text())["labels"]
+    labels = []
+    for value, (name, color) in enumerate(zip(names, rgb)):
+        if value == 0:
+            continue
+        key = _norm_name(name)
+        entry = codes.get(key) or (codes.get("ctx-*") if key.startswith("ctx-") else None) or {}
+        tissue = key in {"white-matter", "grey-matter", "cerebral-white-matter", "csf"}
+        labels.append(LabelInfo(value=value, name=name.strip().replace("*", ""),
+                                color=tuple(int(c) for c in color),  # type: ignore[arg-type]
+                                category=TISSUE if tissue else ANATOMICAL_STRUCTURE,
+                                type=Code.from_json(entry.get("type")), tg263=entry.get("tg263")))
+    return labels
+
+
+def freesurfer_reference(freesurfer_labels: np.ndarray, labels: Sequence[LabelInfo]) -> np.ndarray:
+    """A FreeSurfer label map (aseg / aparc+aseg ids) recoded to these brainchop ``labels`` (uint16),
+    via the ``freesurfer`` ids / ``freesurfer_ranges`` of ``Resources/terminology/brainchop.json``;
+    ids no label claims become 0.  Labels are applied in order, so later ones win on overlap."""
+    table = json.loads(resource_path("terminology/brainchop.json").read_text())["labels"]
+    out = np.zeros(freesurfer_labels.shape, dtype=np.uint16)
+    for lab in labels:
+        entry = table.get(_norm_name(lab.name), {})
+        hit = np.isin(freesurfer_labels, entry.get("freesurfer", []))
+        for lo, hi in entry.get("freesurfer_ranges", []):
+            hit |= (freesurfer_labels >= lo) & (freesurfer_labels <= hi)
+        out[hit] = lab.value
+    return out
+
+
+class MeshNetModel(SegmentationModel):
+    """A brainchop MeshNet with brainchop's conform/normalise/crop preprocessing."""
+
+    def __init__(self, card: ModelCard, network: MeshNet) -> None:
+        self.card = card
+        self.networks = [network]
+        self.settings = {**DEFAULTS, **card.preprocessing}
+        radius = network.receptive_radius
+        self.halo = radius  # None: the network normalises globally, so it cannot be tiled
+        size = 128 if radius is None else 128 + 2 * radius
+        self.window = WindowSpec(patch_size=(size, size, size), overlap=0.0, blend="constant", mirror_axes=())
+
+    @property
+    def num_classes(self) -> int:
+        return self.networks[0].out_channels
+
+    # --- 1. preprocessing -----------------------------------------------------------------
+    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+        self.check_channels(channels)
+        volume = channels[0]
+        check_image(volume)
+        grid = conformed_grid(volume)
+        # scale first, so the statistics see the scanned field of view, not the conform padding
+        scaled = resample_to(self.scale_intensities(volume.array), volume, grid, linear=True)
+        net_order = scaled.transpose(self._axes())  # [k, j, i] -> network (D, H, W)
+        box = self._crop_box(net_order)
+        image = np.ascontiguousarray(net_order[box])[None]
+        return Prepared(image=image, reference=volume, context={"grid": grid, "box": box})
+
+    def scale_intensities(self, array: np.ndarray) -> np.ndarray:
+        """Intensities scaled as the network was trained (``settings["normalization"]``)."""
+        spec = self.settings["normalization"]
+        out = normalize(array, spec)
+        if not np.ptp(out) > 0:
+            raise InputError(f"The image has no intensity range left after {spec['method']} scaling.",
+                             "Check that the right (non-empty) image was given.")
+        return out
+
+    def _axes(self) -> tuple[int, int, int]:
+        order = self.settings.get("axes", "ijk")
+        if sorted(order) != ["i", "j", "k"]:
+            raise ModelError(f"Model {self.card.id!r}: preprocessing axes {order!r} is not a permutation of 'ijk'.",
+                             "Fix deepseg-card.json.")
+        return tuple("kji".index(c) for c in order)  # type: ignore[return-value]
+
+    def _crop_box(self, image: np.ndarray) -> tuple[slice, slice, slice]:
+        mask = image > float(self.settings.get("crop_threshold", 0.0))
+        if not mask.any():
+            raise InputError("After conforming and intensity scaling the image has no voxel above the crop "
+                             "threshold; it looks empty.", "Check that the right image was given.")
+        margin = int(self.settings.get("crop_margin", 0))
+        box = []
+        for axis in range(3):
+            hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+            box.append(slice(max(0, int(hits[0]) - margin), min(image.shape[axis], int(hits[-1]) + 1 + margin)))
+        return tuple(box)  # type: ignore[return-value]
+
+    # --- 2. network ------------------------------------------------------------------------
+    def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False,
+                       overlap: Optional[float] = None, progress: Optional[Progress] = None,
+                       folds: Optional[Sequence[int]] = None) -> torch.Tensor:
+        from ..inference.device import resolve_device, use_all_cores
+        from ..inference.halo_tiles import predict_halo_tiles
+
+        if folds not in (None, [0], (0,)):
+            raise InputError(f"Model {self.card.id!r} has a single network (fold 0); folds {list(folds)} "
+                             "do not exist.", "Leave --folds out for brainchop models.")
+        if tta:
+            log.info("Test-time mirroring is not used for %s (MeshNets are not trained left/right symmetric).",
+                     self.card.id)
+        dev = resolve_device(device)
+        if dev.type == "cpu":
+            use_all_cores()
+        halo = self.halo
+        max_voxels = int(self.settings["max_voxels"]) if halo is not None else int(np.prod(prepared.image.shape))
+        return predict_halo_tiles(self.networks[0], prepared.image, halo or 0, max_voxels=max_voxels,
+                                  device=dev, progress=progress)
+
+    # --- 3. back to the input grid ---------------------------------------------------------
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0).numpy()
+        grid: Volume = prepared.context["grid"]
+        axes = self._axes()
+        box_kji = [slice(0, 0)] * 3
+        for n, s in enumerate(prepared.context["box"]):
+            box_kji[axes[n]] = s
+        reference = prepared.reference
+        out = np.empty((probs.shape[0], *reference.shape), dtype=np.float32)
+        if reference.same_grid(grid):  # conformed input: paste, no interpolation
+            for c in range(probs.shape[0]):
+                out[c].fill(1.0 if c == 0 else 0.0)
+                out[c][tuple(box_kji)] = probs[c].transpose(np.argsort(axes))
+            return out
+        # resample only the crop box, grown by one background voxel so interpolation across its
+        # border matches the full conformed volume (outside it everything is background anyway)
+        start = [s.start - 1 for s in box_kji]
+        sub_grid = Volume(np.zeros([s.stop - s.start + 2 for s in box_kji], dtype=np.float32), grid.spacing,
+                          tuple((grid.ijk_to_lps() @ np.array([*start[::-1], 1.0]))[:3]), grid.direction)
+        sub = sub_grid.array
+        for c in range(probs.shape[0]):
+            background = 1.0 if c == 0 else 0.0
+            sub.fill(background)
+            sub[1:-1, 1:-1, 1:-1] = probs[c].transpose(np.argsort(axes))
+            out[c] = resample_to(sub, sub_grid, reference, linear=True, default=background)
+        return out
+
+
+def load_meshnet_folder(folder: Path, folds: Optional[Sequence[int]] = None,
+                        checkpoint: str = "checkpoint_final.pth") -> MeshNetModel:
+    """Load a brainchop TensorFlow.js MeshNet folder (``checkpoint`` is unused: one weight set)."""
+    folder = Path(folder)
+    known = KNOWN.get(folder.name, {})
+    tfjs = read_tfjs_model(folder)
+    network = MeshNet.from_tfjs(tfjs, where=f"{folder.name}/model.json")
+    if (folder / CARD_FILE).exists():
+        card = ModelCard.load(folder / CARD_FILE)
+    else:
+        comment = str(tfjs.meta.get("_comment", ""))
+        card = ModelCard(
+            id=folder.name, title=known.get("title", f"Brainchop MeshNet {folder.name}"), format="brainchop-meshnet",
+            labels=labels_from_colormap(folder / known.get("colormap", "colormap.json")),
+            inputs=[InputSpec.from_json(d) for d in known.get("inputs", [{"name": "T1", "modality": "MR"}])],
+            description=("MeshNet (dilated 3D convolutions) from brainchop, run on a FreeSurfer-conformed "
+                         "256^3 1 mm volume. " + comment).strip(),
+            architecture={"receptive_radius": network.receptive_radius, "out_channels": network.out_channels},
+            preprocessing=dict(known.get("preprocessing", {})), license="MIT", citation=CITATION)
+    if len(card.labels) + 1 != network.out_channels:
+        raise ModelError(f"{folder}: the network has {network.out_channels} outputs but the colormap/card names "
+                         f"{len(card.labels) + 1} labels (background included).",
+                         "Use the colormap.json that belongs to this model.")
+    return MeshNetModel(card, network)
