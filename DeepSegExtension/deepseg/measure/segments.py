@@ -59,11 +59,11 @@ def present_values(labels: Volume) -> list[int]:
 
 
 def iter_segments(labels: Volume, label_info: Optional[Sequence[LabelInfo]] = None,
-                  progress: Optional[Progress] = None, include_empty: bool = True) -> Iterator[SegmentCrop]:
+                  progress: Optional[Progress] = None) -> Iterator[SegmentCrop]:
     """Yield every segment of ``label_info`` (all present values when None) as a padded crop.
 
-    Segments listed but absent from the map are yielded with an empty mask (count 0) when
-    ``include_empty``, so tables always list every named structure."""
+    Segments listed but absent from the map are yielded with an empty mask (count 0), so tables
+    always list every named structure."""
     arr = label_array(labels)
     counts = np.bincount(arr.ravel())
     if label_info is None:
@@ -76,8 +76,7 @@ def iter_segments(labels: Volume, label_info: Optional[Sequence[LabelInfo]] = No
         v = int(lab.value)
         box = boxes[v - 1] if 0 < v <= len(boxes) else None
         if box is None:
-            if include_empty:
-                yield SegmentCrop(lab, np.zeros((1, 1, 1), bool), (0, 0, 0), 0)
+            yield SegmentCrop(lab, np.zeros((1, 1, 1), bool), (0, 0, 0), 0)
             continue
         padded = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n_)) for s, n_ in zip(box, arr.shape))
         mask = np.pad(arr[padded] == v, [(int(s.start == 0), int(s.stop == n_)) for s, n_ in zip(box, arr.shape)])

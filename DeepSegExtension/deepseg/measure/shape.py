@@ -101,7 +101,7 @@ def axial_diameters(mask: np.ndarray, volume: Volume) -> tuple[float, float, int
 
 
 def shape_measures(seg: SegmentCrop, volume: Volume) -> dict:
-    """Every shape measure of one segment (keys as in ``table.MEASUREMENTS``)."""
+    """Every shape measure of one segment (keys as in ``table.SHAPE``)."""
     count = seg.voxel_count
     vox = volume.voxel_volume_mm3
     out: dict = {"voxel_count": count, "volume_mm3": count * vox, "volume_mL": count * vox / 1000.0}
