@@ -88,6 +88,8 @@ CASES = {
                         "TotalSegmentator example CT, 3 mm; reference = TotalSegmentator output (silver standard)"),
     "totalseg-ct-dicom": Case("totalseg-ct-dicom", _totalseg("example_ct_dicom_uids", "example_seg_dicom.nii.gz"),
                               "20-slice DICOM series, 0.98 x 0.98 x 2 mm; reference = TotalSegmentator output"),
+    "totalseg-mr": Case("totalseg-mr", _totalseg("example_mr_sm.nii.gz", "example_seg_mr.nii.gz"),
+                        "TotalSegmentator example MR, 3 mm; reference = TotalSegmentator MR output (silver standard)"),
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -95,7 +97,7 @@ CASES = {
 
 # --- models -----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
-def pyliverlesionseg_folder(lesions: bool) -> Path:
+def pyliverlesionseg_folder(lesions: bool, modality: str = "CT") -> Path:
     """The pyliverlesionseg models fetched from PyPI and converted once into benchmarks/_work."""
     from deepseg.models.liver_convert import LESION_H5, LIVER_H5, convert_keras_h5
     from deepseg.models.pypi_source import fetch_wheel_member
@@ -104,15 +106,16 @@ def pyliverlesionseg_folder(lesions: bool) -> Path:
         return fetch_wheel_member("pyliverlesionseg", "0.3", member, WORK / Path(member).name,
                                   python_version="3.6", wheel_dir=WORK / "wheels")
 
-    name = "pyliverlesionseg-liver-lesion-ct" if lesions else "pyliverlesionseg-liver-ct"
-    return convert_keras_h5(fetch(LIVER_H5), WORK / name, lesion_h5=fetch(LESION_H5) if lesions else None)
+    name = f"pyliverlesionseg-liver{'-lesion' if lesions else ''}-{modality.lower()}"
+    return convert_keras_h5(fetch(LIVER_H5), WORK / name, lesion_h5=fetch(LESION_H5) if lesions else None,
+                            modality=modality)
 
 
-def _liver_model(lesions: bool) -> Callable[[], object]:
+def _liver_model(lesions: bool, modality: str = "CT") -> Callable[[], object]:
     def load():
         from deepseg.models.loaders import load_model
 
-        return load_model(pyliverlesionseg_folder(lesions))
+        return load_model(pyliverlesionseg_folder(lesions, modality))
     return load
 
 
@@ -120,9 +123,46 @@ LIVER = {"liver": ((1, 2), (5,))}
 RUNS: list[Run] = [
     Run("pyliverlesionseg-liver / totalseg-ct", _liver_model(False), CASES["totalseg-ct"], LIVER),
     Run("pyliverlesionseg-liver / totalseg-ct-dicom", _liver_model(False), CASES["totalseg-ct-dicom"], LIVER),
+    Run("pyliverlesionseg-liver-mr / totalseg-mr", _liver_model(False, "MR"), CASES["totalseg-mr"], LIVER),
     Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
         {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
 ]
+
+
+# --- brainchop MeshNets (../shared/models/brainchop) on FreeSurfer's norm.mgz --------------------------------
+NIIVUE_NOTE = ("niivue demo norm.mgz (T1, skull-stripped, 256^3 1 mm); reference = FreeSurfer aparc.a2009s+aseg "
+               "recoded to each model's labels (deepseg.models.meshnet.freesurfer_reference: left/right merged, "
+               "cortical parcels = cortex; mindgrab vs all labelled voxels)")
+
+
+def brainchop_run(name: str) -> list[Run]:
+    """One run of a brainchop model on norm.mgz (none when ../shared is absent)."""
+    folder = SHARED / "models" / "brainchop" / name
+    if not folder.is_dir():
+        return []
+    from deepseg.models.meshnet import KNOWN, freesurfer_reference, labels_from_colormap
+
+    labels = labels_from_colormap(folder / KNOWN.get(name, {}).get("colormap", "colormap.json"))
+
+    def load_case():
+        from deepseg.io import read_volume
+
+        image = read_volume(SHARED / "data" / "niivue" / "norm.mgz")
+        aseg = read_volume(SHARED / "data" / "niivue" / "aparc.a2009s+aseg.mgz")
+        return image, aseg.with_array(freesurfer_reference(aseg.array, labels))
+
+    def load_model():
+        from deepseg.models.loaders import load_model as load
+
+        return load(folder)
+
+    case = Case(f"niivue-norm/{name}", load_case, NIIVUE_NOTE)
+    return [Run(f"brainchop-{name} / niivue-norm", load_model, case,
+                {lab.name: ((lab.value,), (lab.value,)) for lab in labels})]
+
+
+BRAINCHOP_MODELS = ("model18cls", "mindgrab", "model5_gw_ae")
+RUNS += [run for name in BRAINCHOP_MODELS for run in brainchop_run(name)]
 
 
 # --- running and reporting ------------------------------------------------------------------------------
