@@ -264,18 +264,21 @@ def segmentation_to_labels(node, reference_node=None,
     for sid, val in zip(ids, values):
         id_array.InsertNextValue(sid)
         value_array.InsertNextValue(int(val))
-    geometry = None
+    geometry = slicer.vtkOrientedImageData()
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
     if reference_node is not None:
         geometry = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(reference_node)
+    elif segmentation.GetConversionParameter(parameter):
+        slicer.vtkSegmentationConverter.DeserializeImageGeometry(segmentation.GetConversionParameter(parameter),
+                                                                geometry, False)
+    elif segments[0].GetRepresentation(BINARY_LABELMAP) is not None:
+        # the first segment's own labelmap grid: exact, no resampling of oblique layers
+        geometry.ShallowCopy(segments[0].GetRepresentation(BINARY_LABELMAP))
     else:
-        serialized = segmentation.GetConversionParameter(
-            slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
-        if serialized:
-            geometry = slicer.vtkOrientedImageData()
-            slicer.vtkSegmentationConverter.DeserializeImageGeometry(serialized, geometry, False)
+        raise InputError(f"Segmentation {node.GetName()!r} has no binary labelmap and no reference geometry.",
+                         "Choose the image it belongs to, or create a binary labelmap (Segmentations module).")
     merged = slicer.vtkOrientedImageData()
-    mode = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY if geometry is not None \
-        else slicer.vtkSegmentation.EXTENT_UNION_OF_EFFECTIVE_SEGMENTS
+    mode = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
     if not node.GenerateMergedLabelmapForAllSegments(merged, mode, geometry, id_array, value_array):
         raise InputError(f"Segmentation {node.GetName()!r} could not be converted to a label map.",
                          "Make sure it has a binary labelmap representation (Segmentations module).")

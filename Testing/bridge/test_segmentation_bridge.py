@@ -124,3 +124,33 @@ def test_seg_nrrd_via_slicer_storage_node_and_core_reader(scene, labels, oblique
     assert storage3.ReadData(from_core)
     assert [(s.GetName(), s.GetLabelValue(), s.GetTerminology()) for _, s in _segments(from_core)] == \
         [(lab.name, lab.value, mrml.terminology_entry(lab)) for lab in LABELS]
+
+
+def test_catalog_model_labels_reach_slicer_unchanged(scene, oblique_volume):
+    """A catalog model's own label list (names, colours, SNOMED CT codes, TG-263 names) survives the
+    bridge: what the panel shows is what the catalog says."""
+    from deepseg.models.catalog import load_catalog
+
+    card = load_catalog().get("totalseg-organs").card()
+    chosen = card.labels[:12]
+    arr = np.zeros(oblique_volume.shape, np.uint16)
+    flat = arr.reshape(-1)
+    for n, lab in enumerate(chosen):
+        flat[n * 40:(n + 1) * 40] = lab.value
+    node = mrml.labels_to_segmentation(oblique_volume.with_array(arr), card.labels, scene, keep=[lab.value for lab in chosen],
+                                       use_tg263=True)
+    segs = _segments(node)
+    assert [s.GetName() for _, s in segs] == [lab.display_name(True) for lab in chosen]
+    assert [s.GetLabelValue() for _, s in segs] == [lab.value for lab in chosen]
+    for (_, s), lab in zip(segs, chosen):
+        np.testing.assert_allclose(s.GetColor(), lab.color_float, atol=1e-6)
+        entry = _entry(s)
+        assert entry.GetCategoryObject().GetCodeValue() == lab.category.value
+        if lab.type is not None:
+            assert (entry.GetTypeObject().GetCodeValue(), entry.GetTypeObject().GetCodeMeaning()) == \
+                (lab.type.value, lab.type.meaning)
+        if lab.modifier is not None:
+            assert entry.GetTypeModifierObject().GetCodeValue() == lab.modifier.value
+    back, infos = mrml.segmentation_to_labels(node)
+    np.testing.assert_array_equal(np.sort(np.unique(back.array))[1:], sorted(lab.value for lab in chosen))
+    assert [(i.value, i.type, i.tg263) for i in infos] == [(lab.value, lab.type, lab.tg263) for lab in chosen]
