@@ -148,7 +148,7 @@ def fetch_model_task(choice, run: RunControls, on_success: Optional[Callable] = 
     if not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("DeepSeg")):
         return None
     run.prepare()
-    task = CommandTask("models", ["fetch", choice.id], on_progress=run.progress, on_log=run.log,
+    task = CommandTask("models", ["fetch", choice.id, "--progress", "lines"], on_progress=run.progress, on_log=run.log,
                        on_done=lambda t: run.done(t, on_success=on_success))
     return task.start()
 

@@ -91,3 +91,17 @@ def test_failed_command_surfaces_the_cli_error(tmp_path):
     assert job.start().wait(timeout=300) == "failed"
     assert job.returncode == 2
     assert "Fix:" in job.error_message and "deepseg: error" not in job.error_message
+
+
+def test_model_commands_run_as_background_tasks(tmp_path, monkeypatch):
+    """What the panels' "Install model..." button runs: ``deepseg models ...`` through CommandTask."""
+    from deepseg.errors import DeepSegError
+    from deepseg_slicer.tasks import CommandTask
+
+    monkeypatch.setenv("DEEPSEG_HOME", str(tmp_path))  # never touch the user's model store
+    shown = CommandTask("models", ["show", "totalseg-organs"]).start().wait(timeout=300)
+    assert any("totalseg-organs" in line for line in shown)
+    failed = CommandTask("models", ["fetch", "no-such-model", "--progress", "lines"]).start()
+    with pytest.raises(DeepSegError, match="no-such-model"):
+        failed.wait(timeout=300)
+    assert failed.job.state == "failed" and failed.workdir is None
