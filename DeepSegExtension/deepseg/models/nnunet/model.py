@@ -70,13 +70,11 @@ class NnUNetModel(SegmentationModel):
         spacing = [ref.spacing[2 - a] for a in tf]  # Volume.spacing is (i, j, k); array axes are (k, j, i)
         shape_before = data.shape[1:]
         bbox = nonzero_bbox(data)
-        data = np.array(data[(slice(None), *(slice(a, b) for a, b in bbox))], dtype=np.float32, order="C")
+        # the stacked array is our own copy: crop/transpose without another copy when already contiguous
+        data = np.ascontiguousarray(data[(slice(None), *(slice(a, b) for a, b in bbox))])
         mask = nonzero_mask(data) if any(u and s == "ZScoreNormalization" for u, s in
                                          zip(cfg.use_mask_for_norm, cfg.normalization_schemes)) else None
         for c in range(data.shape[0]):
-            if c >= len(cfg.normalization_schemes):
-                raise ModelError(f"The plans define normalisation for {len(cfg.normalization_schemes)} channel(s), "
-                                 f"but the model takes {data.shape[0]}.", "The plans and dataset.json do not match.")
             data[c] = normalize(data[c], cfg.normalization_schemes[c], cfg.use_mask_for_norm[c],
                                 cfg.intensity_properties.get(str(c)), mask)
         target = [spacing[0], *cfg.spacing] if cfg.is_2d else list(cfg.spacing)
@@ -112,10 +110,12 @@ class NnUNetModel(SegmentationModel):
     # --- back to the input grid -------------------------------------------------------------------
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
         ctx = prepared.context
-        x = torch.as_tensor(logits, dtype=torch.float32)
-        x = resample(x, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
+        given = torch.as_tensor(logits, dtype=torch.float32)
+        x = resample(given, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
                      self.config.resample_probabilities)
-        x = torch.sigmoid(x) if self.scheme.regions else torch.softmax(x, dim=0)
+        if x is given:  # nothing to resample: never overwrite the caller's logits
+            x = x.clone()
+        _nonlin_(x, self.scheme.regions)
         full = ctx["shape_before_crop"]
         if tuple(x.shape[1:]) != tuple(full):
             out = torch.zeros((x.shape[0], *full), dtype=torch.float32)
@@ -133,6 +133,16 @@ class NnUNetModel(SegmentationModel):
         for channel, value in enumerate(self.scheme.region_order):
             labels[probabilities[channel] > 0.5] = value
         return labels
+
+
+def _nonlin_(x: torch.Tensor, regions: bool) -> None:
+    """Sigmoid (regions) or softmax over channels, in place: the logits of a CT volume are the largest array."""
+    if regions:
+        x.sigmoid_()
+        return
+    x -= x.max(dim=0, keepdim=True).values
+    x.exp_()
+    x /= x.sum(dim=0, keepdim=True)
 
 
 def _inputs(dataset: dict) -> list[InputSpec]:
@@ -182,6 +192,10 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
         load_weights(net, ckpt, path)
         networks.append(net)
     assert config is not None
+    if len(config.normalization_schemes) != len(inputs):
+        raise ModelError(f"{train_dir / 'plans.json'} normalises {len(config.normalization_schemes)} channel(s) but "
+                         f"dataset.json declares {len(inputs)}.", "Use the plans.json and dataset.json that were "
+                                                                  "trained together.")
 
     trainer = meta.get("trainer_name") or train_dir.name.split("__")[0]
     dataset_name = plans.get("dataset_name", train_dir.parent.name)
