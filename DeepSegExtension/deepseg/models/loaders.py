@@ -36,6 +36,9 @@ def detect_format(folder: Path) -> str:
                              "Re-import the model or fix the card.") from exc
     if (folder / "dataset.json").exists() or (folder / "plans.json").exists() or any(folder.glob("fold_*")):
         return "nnunetv2"
+    # an nnU-Net dataset results folder (Trainer__Plans__config/ inside) or an unpacked model zip (one level up)
+    if any(p.is_dir() for p in folder.glob("*__*__*")) or any(p.is_dir() for p in folder.glob("*/*__*__*")):
+        return "nnunetv2"
     if (folder / "model.json").exists():
         try:
             if "modelTopology" in json.loads((folder / "model.json").read_text()):
