@@ -242,3 +242,21 @@ def test_export_cli_refuses_then_repairs(shared, tmp_path, capsys):
     rt = pydicom.dcmread(str(tmp_path / "rt.dcm"))
     assert rt.RTROIObservationsSequence[0].RTROIInterpretedType == "GTV"
     assert rt.StudyInstanceUID == pydicom.dcmread(str(tmp_path / "seg.dcm")).StudyInstanceUID
+
+
+def test_dciodvfy_finds_no_errors(totalseg_export, tmp_path):
+    """dicom3tools' IOD validator (Debian package dicom3tools) reports no error for either object.
+    dciodvfy cannot inflate the Deflated transfer syntax, so the SEG is re-encoded uncompressed first."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    _, _, _, out, _, _ = totalseg_export
+    seg = pydicom.dcmread(str(out / "seg.dcm"))
+    seg.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    seg.save_as(str(tmp_path / "seg_le.dcm"))
+    for path in (tmp_path / "seg_le.dcm", out / "rt.dcm"):
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
+        errors = [line for line in report.splitlines() if line.startswith("Error")]
+        assert not errors, f"{path.name}: {errors}"

@@ -20,6 +20,9 @@ def register(sub) -> None:
                    "UIDs (reported) instead of refusing the series")
     p.add_argument("--no-tg263", action="store_true", help="RT-STRUCT ROI names from segment names, not TG-263")
     p.add_argument("--manual", action="store_true", help="mark segments as MANUAL (edited) rather than AUTOMATIC")
+    p.add_argument("--uncompressed", action="store_true",
+                   help="DICOM SEG in plain Explicit VR Little Endian instead of the ~100x smaller Deflated syntax "
+                   "(for the few readers without deflate support)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.set_defaults(func=run)
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with AtomicOutputs(overwrite=args.overwrite) as out:
         if args.dicom_seg:
             out.add(args.dicom_seg, lambda tmp: summary.__setitem__(
-                "dicom_seg", write_dicom_seg(tmp, labels, info, ref, automatic=not args.manual)))
+                "dicom_seg", write_dicom_seg(tmp, labels, info, ref, automatic=not args.manual,
+                                         deflate=not args.uncompressed)))
         if args.rtstruct:
             out.add(args.rtstruct, lambda tmp: summary.__setitem__(
                 "rtstruct", write_rtstruct(tmp, labels, info, ref, use_tg263=not args.no_tg263)))

@@ -22,9 +22,23 @@ from .dicom_ref import ReferenceSeries, labels_on_series
 log = logging.getLogger(__name__)
 
 
+LOCAL_SCHEME = "99DEEPSEG"
+
+
 def type_code(label: LabelInfo) -> Code:
     """The label's SNOMED CT type, or a local code naming it when it has none."""
-    return label.type or Code(f"deepseg-{label.value}", "99DEEPSEG", label.name)
+    return label.type or Code(f"deepseg-{label.value}", LOCAL_SCHEME, label.name)
+
+
+def _local_scheme():
+    """Coding Scheme Identification item declaring the local scheme, as DICOM asks for private schemes."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodingSchemeDesignator = LOCAL_SCHEME
+    item.CodingSchemeName = "DeepSeg local structure codes (structures without a SNOMED CT code)"
+    item.CodingSchemeResponsibleOrganization = "DeepSeg"
+    return item
 
 
 def _coded(code: Code):
@@ -54,8 +68,13 @@ def segment_descriptions(labels: Sequence[LabelInfo], automatic: bool = True) ->
 
 
 def write_dicom_seg(path: "str | Path", labels: Volume, label_info: Sequence[LabelInfo], ref: ReferenceSeries,
-                    series_description: str = "DeepSeg segmentation", automatic: bool = True) -> dict:
-    """Write a binary DICOM SEG of ``labels`` referencing ``ref``; returns a summary (UIDs, segments)."""
+                    series_description: str = "DeepSeg segmentation", automatic: bool = True,
+                    deflate: bool = True) -> dict:
+    """Write a binary DICOM SEG of ``labels`` referencing ``ref``; returns a summary (UIDs, segments).
+
+    ``deflate``: use the (lossless, standard) Deflated Explicit VR Little Endian transfer syntax; the
+    bit-packed frames are mostly zeros, so files are ~100x smaller.  A few tools (e.g. dicom3tools)
+    cannot read it: ``deflate=False`` writes plain Explicit VR Little Endian."""
     import highdicom as hd
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -79,9 +98,10 @@ def write_dicom_seg(path: "str | Path", labels: Volume, label_info: Sequence[Lab
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="DeepSeg", manufacturer_model_name="DeepSeg",
         software_versions=__version__, device_serial_number="none", series_description=series_description[:64],
         content_label="DEEPSEG", content_description=series_description[:64])
-    # Binary frames of every segment are mostly zeros: the deflated transfer syntax (lossless,
-    # standard) makes the file ~100x smaller than plain little endian.
-    seg.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    if any(type_code(lab).scheme == LOCAL_SCHEME for lab in kept):
+        seg.CodingSchemeIdentificationSequence = [_local_scheme()]
+    if deflate:
+        seg.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     seg.save_as(str(path))
     return {"file": str(path), "sop_instance_uid": str(seg.SOPInstanceUID),
             "series_instance_uid": str(seg.SeriesInstanceUID), "study_instance_uid": str(seg.StudyInstanceUID),
@@ -111,7 +131,7 @@ def read_dicom_seg(path: "str | Path", ref: ReferenceSeries) -> tuple[Volume, li
         modifier = (t.get("SegmentedPropertyTypeModifierCodeSequence") or [None])[0]
         labels.append(LabelInfo(value, desc.segment_label, tuple(int(c) for c in color),
                                 category=Code(c.value, c.scheme_designator, c.meaning),
-                                type=None if t.scheme_designator == "99DEEPSEG" else Code(t.value, t.scheme_designator,
+                                type=None if t.scheme_designator == LOCAL_SCHEME else Code(t.value, t.scheme_designator,
                                                                                          t.meaning),
                                 modifier=Code(str(modifier.CodeValue), str(modifier.CodingSchemeDesignator),
                                               str(modifier.CodeMeaning)) if modifier is not None else None))

@@ -130,6 +130,8 @@ def build_rtstruct(labels: Volume, label_info: Sequence[LabelInfo], ref: Referen
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.SeriesDate, ds.SeriesTime = ds.StructureSetDate, ds.StructureSetTime
     frame_uid = str(src.FrameOfReferenceUID)
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = src.get("PositionReferenceIndicator", "")
     contour_images = [_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID)
                       for d in ref.datasets]
     ds.ReferencedFrameOfReferenceSequence = [_item(
