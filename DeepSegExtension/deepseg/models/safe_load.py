@@ -6,6 +6,7 @@ message that says why, instead of being executed.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -37,8 +38,11 @@ def load_checkpoint(path: "str | Path", map_location: str = "cpu"):
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError with the offending global
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            # name the offending object (torch's first line is generic and carries terminal colour codes)
+            culprit = next((ln for ln in text.splitlines() if "Unsupported global" in ln), text.splitlines()[0])
+            culprit = re.sub(r"\x1b\[[0-9;]*m", "", culprit).strip()
             raise ModelError(f"Checkpoint {path} contains Python objects that are not plain weights "
-                             f"and was refused for safety ({text.splitlines()[0][:200]}).",
+                             f"and was refused for safety ({culprit[:200]}).",
                              "Only load checkpoints from sources you trust; re-export the weights with "
                              "torch.save(model.state_dict()).") from exc
         raise ModelError(f"Checkpoint {path} could not be read ({type(exc).__name__}: {text[:200]}).",
