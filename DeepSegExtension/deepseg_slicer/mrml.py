@@ -109,6 +109,36 @@ def volume_to_node(volume: Volume, scene, *, node=None, name: Optional[str] = No
     return node
 
 
+def load_volume_file(path: "str | Path", scene, name: Optional[str] = None):
+    """Read an image file into a new scalar volume node with Slicer's own reader
+    (``slicer.util.loadVolume`` without the application)."""
+    path = Path(path)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise InputError(f"Slicer could not read {path}.", "Check that it is an image file (NRRD, NIfTI, MHA...).")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def save_node(node, path: "str | Path") -> Path:
+    """Write a node with its default storage node (``slicer.util.saveNode`` without the application),
+    e.g. a segmentation as ``.seg.nrrd`` or a table as ``.csv``."""
+    path = Path(path)
+    storage = node.GetStorageNode()
+    if storage is None:
+        node.AddDefaultStorageNode()
+        storage = node.GetStorageNode()
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise InputError(f"Could not write {path}.", "Check that the folder exists and is writable.")
+    return path
+
+
 def oriented_image(volume: Volume, dtype=None):
     """A ``vtkOrientedImageData`` holding ``volume`` (the image type of segment representations)."""
     import slicer
@@ -433,18 +463,8 @@ def table_from_rows(rows: Sequence[Mapping[str, object]], scene, *, node=None, n
 
 
 def write_table_csv(node, path: "str | Path") -> Path:
-    """Write a table node with Slicer's own table storage node (CSV; a .schema.csv beside it)."""
-    import slicer
-
-    path = Path(path)
-    storage = node.GetStorageNode()
-    if storage is None:
-        storage = node.GetScene().AddNewNodeByClass("vtkMRMLTableStorageNode")
-        node.SetAndObserveStorageNodeID(storage.GetID())
-    storage.SetFileName(str(path))
-    if not storage.WriteData(node):
-        raise InputError(f"Could not write {path}.", "Check that the folder exists and is writable.")
-    return path
+    """Write a table node as CSV with Slicer's table storage node (a .schema.csv goes beside it)."""
+    return save_node(node, path)
 
 
 # --- regions of interest ---------------------------------------------------------------------

@@ -91,3 +91,34 @@ def test_cancel_mid_run_leaves_no_node_and_no_process(scene, test_model):
             assert proc.status() == psutil.STATUS_ZOMBIE, f"process {proc.pid} survived the cancel"
     with pytest.raises(Exception, match="Cancelled"):
         task.wait()
+
+
+def test_console_batch_loop_over_a_folder(scene, test_model, tmp_path, monkeypatch):
+    """README's console batch example, with slicer.util.loadVolume/saveNode replaced by the storage-node
+    calls they make: every case of a folder gets a .seg.nrrd equal to the in-process result."""
+    import importlib
+    from pathlib import Path
+
+    from deepseg.export.seg_nrrd import read_seg_nrrd
+    from deepseg.inference.pipeline import segment
+    from deepseg.io import write_volume
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for n in range(2):
+        write_volume(synthetic_ct(shape=(12, 24, 28), seed=n, name=f"case{n}"), cases / f"case{n}.nii.gz")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "DeepSegExtension" / "DeepSegOAR"))
+    logic = importlib.import_module("DeepSegOARLib.Logic").DeepSegOARLogic(scene, threads=1)
+
+    for path in sorted(cases.glob("*.nii.gz")):                      # README loop
+        volume = mrml.load_volume_file(path, scene)                   # slicer.util.loadVolume(path)
+        seg = logic.segment(volume, model=str(test_model), useTG263=True, wait=True)
+        mrml.save_node(seg, str(path).replace(".nii.gz", ".seg.nrrd"))  # slicer.util.saveNode(seg, ...)
+        scene.RemoveNode(seg)
+        scene.RemoveNode(volume)
+
+    for path in sorted(cases.glob("*.nii.gz")):
+        labels, infos = read_seg_nrrd(str(path).replace(".nii.gz", ".seg.nrrd"))
+        np.testing.assert_array_equal(labels.array, segment(test_model, [path]).labels.array)
+        assert [i.name for i in infos] == ["Liver", "Spleen"]  # TG-263 names of the test labels
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
