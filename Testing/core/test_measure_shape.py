@@ -11,6 +11,7 @@ from deepseg.models.card import LabelInfo
 from deepseg.volume import Volume
 
 sitk = pytest.importorskip("SimpleITK")
+torch = pytest.importorskip("torch")
 
 
 def _sitk_shape(labels: Volume):
@@ -114,6 +115,10 @@ def test_intensity_matches_simpleitk(oblique_volume):
         bin_width = (f.GetMaximum(v) - f.GetMinimum(v)) / 128
         assert r["intensity_median_HU"] == pytest.approx(f.GetMedian(v), abs=2 * bin_width)
         assert r["intensity_min_HU"] <= r["intensity_p5_HU"] <= r["intensity_median_HU"] <= r["intensity_p95_HU"]
+        # percentiles against torch's quantile (same linear-interpolation definition, other code)
+        values = torch.from_numpy(oblique_volume.array[labels.array == v].astype(np.float64))
+        expected = torch.quantile(values, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
+        assert [r["intensity_p5_HU"], r["intensity_median_HU"], r["intensity_p95_HU"]] == pytest.approx(expected)
 
 
 def test_image_on_another_grid_is_refused(oblique_volume):
