@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--followup-labels", help="labels JSON for a follow-up label map")
     p.add_argument("--followup-image", help="follow-up image (with --image) for --register")
     p.add_argument("--register", action="store_true",
-                   help="rigidly register follow-up to baseline before matching lesions (when the grids differ)")
+                   help="when the grids differ, rigidly register follow-up to baseline (SimpleITK, on --image and "
+                   "--followup-image, else on the label maps' foreground) before matching lesions")
     p.add_argument("--targets", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
                    help="comma-separated structure names summed for the overall response (default: all)")
     p.add_argument("--output", required=True,
