@@ -55,3 +55,20 @@ def test_cli_list_layers_and_refusals(cue_model_folder, cue_case, tmp_path, caps
                  "--output", str(tmp_path / "h.nii.gz"), "--device", "cpu", "--progress", "none"])
     assert code == 2 and "no label 'liver'" in capsys.readouterr().err
     assert not (tmp_path / "h.nii.gz").exists()
+
+
+def test_segment_uncertainty_option(cue_model_folder, cue_case, tmp_path, capsys):
+    vol, block = cue_case
+    image = tmp_path / "case.nii.gz"
+    write_volume(vol, image)
+    code = main(["segment", "--model", str(cue_model_folder), "--input", str(image), "--labelmap",
+                 str(tmp_path / "labels.nii.gz"), "--uncertainty", str(tmp_path / "entropy.nii.gz"), "--device", "cpu",
+                 "--progress", "none", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["uncertainty"]["measure"] == "entropy"  # one fold, no --tta
+    entropy = read_volume(tmp_path / "entropy.nii.gz")
+    labels = read_volume(tmp_path / "labels.nii.gz").array
+    assert entropy.same_grid(vol) and 0 <= entropy.array.min() and entropy.array.max() <= 1
+    assert summary["uncertainty"]["structures"][0]["name"] == "target"
+    assert np.array_equal(labels > 0, labels == 1)

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise SystemExit("deepseg explain: --overlap must be in [0, 1)")
     from ..explain import explain, uncertainty_maps
+    from ..explain.uncertainty import uncertainty_summary
     from ..io import AtomicOutputs, write_volume
     from ..models.loaders import load_model
     from ..progress import Progress
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     unc = None
     if args.uncertainty:
         unc = uncertainty_maps(model, args.input, device=args.device, overlap=args.overlap, progress=progress)
-        summary["uncertainty"] = {"measure": unc.primary, **unc.info,
-                                  "structures": [dict(s.__dict__, score=s.score) for s in unc.structures]}
+        summary["uncertainty"] = uncertainty_summary(unc)
     if args.faithfulness:
         from ..explain.faithfulness import evaluate_map, model_segmenter
         from ..inference.channels import load_channels

@@ -18,7 +18,7 @@ from ..models.base import SegmentationModel
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .cam import METHODS, cam_network_space
-from .grid import network_coordinates, region_to_network, restore_map
+from .grid import network_coordinates, probe_mode, region_to_network, restore_map
 from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
 
 
@@ -33,12 +33,21 @@ class ExplanationResult:
     info: dict = field(default_factory=dict)
 
 
-def _load(model: "str | Path | SegmentationModel") -> SegmentationModel:
+def _load(model: "str | Path | SegmentationModel", folds: Optional[Sequence[int]] = None) -> SegmentationModel:
     if isinstance(model, SegmentationModel):
-        return model
+        return model if folds is None else _select_folds(model, folds)
     from ..models.loaders import load_model
 
-    return load_model(model)
+    return load_model(model, folds=folds)
+
+
+def _select_folds(model: SegmentationModel, folds: Sequence[int]) -> SegmentationModel:
+    """A shallow copy of a loaded model that runs only ``folds``."""
+    import copy
+
+    chosen = copy.copy(model)
+    chosen.networks = [model.networks[f] for f in folds]
+    return chosen
 
 
 def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, value: int) -> np.ndarray:
@@ -125,7 +134,8 @@ def explain(
 
     progress.stage("explain")
     prepared = model.prepare(channels)
-    coordinates = network_coordinates(model, prepared)
+    mode = probe_mode(model, prepared)
+    coordinates = network_coordinates(model, prepared, mode)
     region_net = region_to_network(model, prepared, mask, coordinates)
     if not region_net.any():
         raise InputError("The explanation region lies outside the part of the image the model sees.",
@@ -135,10 +145,10 @@ def explain(
         layers = resolve_layers(model.networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
     else:
         layers = default_layers(model.networks[0], candidates, method)
-    heat_net = cam_network_space(model.networks, prepared.image, model.window, class_index, region_net, layers,
-                                 method, device=dev, overlap=overlap, progress=progress)
+    heat_net = cam_network_space(model.networks, prepared.image, model.window, class_index, model.num_classes,
+                                 region_net, layers, method, device=dev, overlap=overlap, progress=progress)
     peak = float(heat_net.max())
-    heat = restore_map(model, prepared, heat_net / peak) if peak > 0 else np.zeros(reference.shape, np.float32)
+    heat = restore_map(model, prepared, heat_net / peak, mode) if peak > 0 else np.zeros(reference.shape, np.float32)
     if heat.max() > 0:
         heat = heat / heat.max()
     progress.finish()

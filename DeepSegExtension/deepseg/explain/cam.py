@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ModelError
 from ..inference.device import resolve_device, use_all_cores
 from ..inference.sliding_window import blend_weights, plan_windows
 from ..models.base import WindowSpec
@@ -62,6 +63,17 @@ def _to_tile(cam: np.ndarray, patch: Sequence[int], margin: Sequence[int], densi
     return t[:, 0, m[0]:t.shape[2] - m[0], m[1]:t.shape[3] - m[1], m[2]:t.shape[4] - m[2]]
 
 
+def _score_channel(outputs: int, class_index: int, num_classes: int) -> int:
+    """Output channel holding class ``class_index``'s score (softmax heads: all classes; sigmoid heads:
+    foreground classes only)."""
+    if outputs == num_classes:
+        return class_index
+    if outputs == num_classes - 1 and class_index > 0:
+        return class_index - 1
+    raise ModelError(f"The network gives {outputs} output channels for {num_classes} classes.",
+                     "This network's output layout cannot be explained; report it with the model id.")
+
+
 def _capture(net: nn.Module, layer_names: Sequence[str]):
     """Forward hooks keeping the (graph-attached) outputs of ``layer_names``; returns (store, handles)."""
     store: dict[str, torch.Tensor] = {}
@@ -80,6 +92,7 @@ def cam_network_space(
     image: np.ndarray,
     window: WindowSpec,
     class_index: int,
+    num_classes: int,
     region: np.ndarray,
     layers: Sequence[str],
     method: str = "gradcam",
@@ -91,7 +104,8 @@ def cam_network_space(
     """Attribution map ``(z, y, x)`` (>= 0, unnormalised) of ``sum_R logit_c`` over network-space ``image``.
 
     ``region`` is a boolean network-space mask; ``layers`` name modules of every network (folds
-    share an architecture); the maps of all folds are averaged, as their logits are.
+    share an architecture); the maps of all folds are averaged, as their logits are.  Networks with
+    one output per foreground class (sigmoid heads) are scored on that class's logit.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}")
@@ -125,7 +139,8 @@ def cam_network_space(
                     x.requires_grad_(True)  # a graph even when the weights are frozen; only layer grads are computed
                     store.clear()
                     logits = network_output(net, x)
-                    score = (logits[0, class_index].float() * (target_grid[out_sl] * weights).to(device)).sum()
+                    channel = _score_channel(logits.shape[1], class_index, num_classes)
+                    score = (logits[0, channel].float() * (target_grid[out_sl] * weights).to(device)).sum()
                     acts = [store[n] for n in layers]
                     grads = torch.autograd.grad(score, acts, allow_unused=True)
                 tile = torch.zeros(tuple(int(t) for t in plan.out_tile))

@@ -134,6 +134,7 @@ def uncertainty_maps(
     inputs: Sequence["str | Path | Volume"],
     *,
     tta: bool = True,
+    folds: Optional[Sequence[int]] = None,
     device: str = "auto",
     overlap: Optional[float] = None,
     progress: "Progress | ProgressCallback | None" = None,
@@ -142,7 +143,7 @@ def uncertainty_maps(
     """Run ``model`` member by member (each fold x each mirroring when ``tta``) and return the
     ensemble prediction with its entropy, member variance and (several folds) fold disagreement.
 
-    The ensemble averages member logits, exactly what ``segment`` does with ``--tta`` and all folds.
+    The ensemble averages member logits, exactly what ``segment`` does with ``--tta`` and the same folds.
     """
     from ..inference.channels import load_channels
     from ..inference.device import resolve_device
@@ -151,7 +152,7 @@ def uncertainty_maps(
 
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
-    model = _load(model)
+    model = _load(model, folds)
     dev = resolve_device(device)
     channels, _ = load_channels(list(inputs), model.card)
     reference = channels[0]
@@ -188,3 +189,9 @@ def uncertainty_maps(
             "timings_s": {k: round(v, 3) for k, v in progress.timings.items()}}
     return UncertaintyResult(maps, structures, reference.with_array(labels.astype(np.uint16), name="labels"),
                              probabilities, primary, info)
+
+
+def uncertainty_summary(result: UncertaintyResult) -> dict:
+    """JSON-ready summary for the CLIs: the measure written and the structures, most uncertain first."""
+    return {"measure": result.primary, **result.info,
+            "structures": [dict(vars(s), score=s.score) for s in result.structures]}

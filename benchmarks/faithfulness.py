@@ -1,0 +1,250 @@
+"""Faithfulness and cost of explanation maps on the project's own models and real cases.
+
+For each run (a model, a case, a structure) and each method (Grad-CAM, Grad-CAM++, HiResCAM,
+layer-sum) plus two baselines (a random map; a structure-distance map), the map is scored by
+deletion / insertion (Dice of the structure after removing / keeping only the top-k% voxels,
+relative to the model's own prediction) and Prediction / Image Preserved (map >= 0.5 kept).  A
+method counts as better than chance only where it beats the random map on both deletion and
+insertion.  The cost of one explanation is compared with one plain inference run (wall time and
+peak resident memory, each measured in a fresh process).
+
+    python benchmarks/faithfulness.py                     # every run whose model is available
+    python benchmarks/faithfulness.py --only cue,nnunet   # runs whose name contains one of these
+    python benchmarks/faithfulness.py --cost-only liver   # time/memory ratio only (no faithfulness)
+
+Results are printed and appended to ``benchmarks/RESULTS.md`` under ``## Explainability``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO / "Testing" / "explain"), str(REPO / "Testing" / "fixtures")]
+RESULTS = HERE / "RESULTS.md"
+WORK = HERE / "_work"
+METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
+
+
+@dataclass
+class Run:
+    name: str
+    model: Callable[[], object]           # -> SegmentationModel
+    case: Callable[[], list]              # -> channels (Volumes)
+    segment: str
+    fractions: Sequence[float] = (0.01, 0.05, 0.2)
+    background: "Sequence[float] | None" = None  # removed-voxel intensity per channel (default: channel minimum)
+    methods: Sequence[str] = METHODS
+    note: str = ""
+
+
+# --- models and cases ---------------------------------------------------------------------------------------
+def _cue_model():
+    import torch
+    from explain_helpers import ArrayModel, _unet, train_cue_unet
+
+    path = REPO / "Testing" / "_fixtures" / "explain" / "cue_unet.pt"
+    net = _unet()
+    if path.exists():
+        net.load_state_dict(torch.load(path, weights_only=True))
+    else:
+        net = train_cue_unet()
+    return ArrayModel(net.eval())
+
+
+def _cue_case():
+    from explain_helpers import make_cue_case
+
+    from deepseg.volume import Volume
+
+    return [Volume(make_cue_case(np.random.default_rng(123), cue=True)[0], name="cue")]
+
+
+def _liver_model():
+    from accuracy import pyliverlesionseg_folder
+
+    from deepseg.models.loaders import load_model
+
+    return load_model(pyliverlesionseg_folder(False))
+
+
+def _lits117():
+    from accuracy import lits117_volumes
+
+    return [lits117_volumes()[0]]
+
+
+def _nnunet_folder() -> Path:
+    from make_nnunet_model import TRAINER, PLANS_NAME, ensure_nnunet_fixture
+
+    return ensure_nnunet_fixture(REPO / "Testing" / "_fixtures") / f"{TRAINER}__{PLANS_NAME}__3d_fullres"
+
+
+def _nnunet_model():
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    return load_nnunet_folder(_nnunet_folder())
+
+
+def _nnunet_case(size_ijk=(56, 28, 56)):
+    def load():
+        from make_nnunet_model import make_case
+
+        from deepseg.io import volume_from_sitk
+
+        ct, t1, _ = make_case(1234, size_ijk=size_ijk)
+        return [volume_from_sitk(ct, "ct"), volume_from_sitk(t1, "t1")]
+    return load
+
+
+RUNS = [
+    Run("cue-unet/generated", _cue_model, _cue_case, "target", background=[0.0],
+        note="MONAI U-Net trained to need a cue cube away from the structure; background = noise mean 0"),
+    Run("nnunet-fixture/synthetic", _nnunet_model, _nnunet_case(), "liver",
+        note="genuine tiny nnU-Net v2 (3d_fullres, 2 folds) on a generated two-channel case"),
+    # one re-segmentation of LiTS 117 takes ~4 min on the shared cores: one method, one fraction
+    Run("liver/lits117", _liver_model, _lits117, "Liver", fractions=(0.05,), methods=("gradcam",),
+        note="pyliverlesionseg liver U-Net on LiTS case 117 (assumed 1.5 mm)"),
+]
+# cost runs: the liver model on LiTS, nnU-Net on a CT-sized volume (the fixture model on a large generated case)
+COST_RUNS = {
+    "liver": Run("liver/lits117", _liver_model, _lits117, "Liver"),
+    "nnunet-ct-sized": Run("nnunet-fixture/ct-sized 256x128x256", _nnunet_model, _nnunet_case((256, 128, 256)), "liver"),
+    "cue": Run("cue-unet/generated", _cue_model, _cue_case, "target"),
+}
+
+
+# --- measurements -----------------------------------------------------------------------------------------
+def measure(kind: str, run_key: str) -> dict:
+    """One plain inference or one explanation, in this (fresh) process: wall time and peak RSS."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    run = COST_RUNS[run_key]
+    model, channels = run.model(), run.case()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if kind == "plain":
+        from deepseg.inference.pipeline import segment
+
+        segment(model, channels, device="cpu")
+    else:
+        from deepseg.explain import explain
+
+        explain(model, channels, run.segment, method=kind, device="cpu")
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_mb": base / 1024}
+
+
+def _in_subprocess(kind: str, run_key: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--measure", kind, run_key], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cost(run_key: str, methods: Sequence[str] = ("gradcam", "layer-sum")) -> list[str]:
+    plain = _in_subprocess("plain", run_key)
+    rows = []
+    for m in methods:
+        e = _in_subprocess(m, run_key)
+        rows.append(f"| {COST_RUNS[run_key].name} | {m} | {plain['seconds']:.1f} | {e['seconds']:.1f} | "
+                    f"{e['seconds'] / plain['seconds']:.2f} | {plain['peak_rss_mb']:.0f} | {e['peak_rss_mb']:.0f} | "
+                    f"{e['peak_rss_mb'] / plain['peak_rss_mb']:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def faithfulness(run: Run) -> list[str]:
+    from deepseg.explain import explain
+    from deepseg.explain.faithfulness import distance_map, evaluate_map, model_segmenter, random_map
+
+    model, channels = run.model(), run.case()
+    segmenter = model_segmenter(model, "cpu")
+    maps, labels, value, seconds = {}, None, None, {}
+    for m in run.methods:
+        t0 = time.perf_counter()
+        res = explain(model, channels, run.segment, method=m, device="cpu")
+        seconds[m] = time.perf_counter() - t0
+        maps[m] = res.heatmap.array
+        labels, value = res.labels.array, res.info["value"]
+        print(f"{run.name}: {m} map in {seconds[m]:.1f} s (layers {res.info['layers']})", flush=True)
+    maps["random map"] = random_map(labels.shape)
+    maps["distance baseline"] = distance_map(labels == value, channels[0].spacing)
+    scores = {}
+    for name, heat in maps.items():
+        scores[name] = evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
+                                    background=run.background)
+        print(f"{run.name}: {name}: {scores[name].to_json()}", flush=True)
+    rnd = scores["random map"]
+    rows = []
+    for name, s in scores.items():
+        beats = "" if name == "random map" else (
+            "yes" if s.deletion_mean > rnd.deletion_mean and s.insertion_mean > rnd.insertion_mean else "no")
+        dels = " / ".join(f"{s.deletion[k]:.2f}" for k in run.fractions)
+        ins = " / ".join(f"{s.insertion[k]:.2f}" for k in run.fractions)
+        rows.append(f"| {run.name} | {name} | {dels} | {ins} | {s.prediction_preserved:.2f} | "
+                    f"{s.image_preserved:.3f} | {beats} |")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="comma-separated substrings of run names")
+    ap.add_argument("--cost-only", help="comma-separated cost runs: " + ", ".join(COST_RUNS))
+    ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    ap.add_argument("--measure", nargs=2, metavar=("KIND", "RUN"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(*args.measure)))
+        return 0
+    command = "python benchmarks/faithfulness.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    lines = []
+    if not args.cost_only:
+        keys = [k.strip() for k in args.only.split(",")] if args.only else None
+        lines += ["| run | map | deletion: Dice lost at top k% | insertion: Dice at top k% | "
+                  "Prediction Preserved | Image Preserved | beats random |", "|---|---|---|---|---|---|---|"]
+        for run in RUNS:
+            if keys and not any(k in run.name for k in keys):
+                continue
+            try:
+                rows = faithfulness(run)
+            except Exception as exc:  # a model that is not available here is reported, not hidden
+                rows = [f"| {run.name} | (not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}) |||||||"]
+            lines += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
+            print("\n".join(rows), flush=True)
+    if not args.skip_cost:
+        cost_keys = [k.strip() for k in args.cost_only.split(",")] if args.cost_only else ["liver", "nnunet-ct-sized"]
+        lines += ["", "| run | method | plain inference s | explanation s | time ratio | plain peak RSS MB | "
+                      "explanation peak RSS MB | memory ratio |", "|---|---|---|---|---|---|---|---|"]
+        for key in cost_keys:
+            try:
+                lines += cost(key)
+            except Exception as exc:
+                lines.append(f"| {COST_RUNS[key].name} | (not measured: {str(exc).splitlines()[-1][:150]}) |||||||")
+    text = "\n".join(lines)
+    print(text)
+    if args.no_record:
+        return 0
+    with open(RESULTS, "a") as fh:
+        fh.write(f"\n## Explainability: faithfulness and cost (explain)\n\n`{command.strip()}` "
+                 f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, 2 shared CPU cores)\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
