@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--structures", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
                    help="comma-separated structure names or label values to keep")
     p.add_argument("--tg263", action="store_true", help="name segments with AAPM TG-263 names where known")
+    p.add_argument("--uncertainty", metavar="PATH",
+                   help="also write a voxel uncertainty map (fold disagreement with several folds, else mirroring "
+                        "variance with --tta, else entropy) and rank structures by it; runs the ensemble member by member")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     add_progress_option(p)
@@ -37,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("deepseg segment: give --output and/or --labelmap")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise SystemExit("deepseg segment: --overlap must be in [0, 1)")
+    unc = None
+    if args.uncertainty:  # computed first: a failure here leaves no outputs behind
+        from ..explain.uncertainty import uncertainty_maps
+
+        unc = uncertainty_maps(args.model, args.input, tta=args.tta, folds=args.folds, device=args.device,
+                               overlap=args.overlap, progress=progress_callback(args.progress), cancel=args.cancel)
     result = segment(args.model, args.input, output=args.output, labelmap=args.labelmap, device=args.device,
                      tta=args.tta, folds=args.folds, overlap=args.overlap, keep_largest=args.keep_largest,
                      min_component_ml=args.min_component_ml, fill_holes=args.fill_holes,
@@ -50,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
                 for lab in result.label_info]
     summary = {"outputs": {k: str(v) for k, v in result.outputs.items()}, "segments": segments,
                "timings_s": result.provenance.get("timings_s", {}), "notes": result.provenance.get("notes", [])}
+    if unc is not None:
+        from ..explain.uncertainty import uncertainty_summary
+        from ..io import AtomicOutputs, write_volume
+
+        with AtomicOutputs(overwrite=args.overwrite) as out:
+            summary["outputs"]["uncertainty"] = str(out.add(args.uncertainty,
+                                                            lambda p: write_volume(unc.maps[unc.primary], p)))
+        summary["uncertainty"] = uncertainty_summary(unc)
     text = "\n".join([f"{s['value']:>4}  {s['name']:<32} {s['volume_ml']:>10.2f} mL" for s in segments]
                      + [f"wrote {v}" for v in summary["outputs"].values()] + summary["notes"])
     emit(summary, args.json, text)
