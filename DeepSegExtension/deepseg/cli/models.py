@@ -169,7 +169,7 @@ def _fetch(store: ModelStore, args) -> int:
 
 def _import(store: ModelStore, args) -> int:
     found = store.import_path(args.path, args.id, progress=_progress(args))
-    check = ("matches the catalog's published checksum" if found.verified else "user-provided (not checked against "
+    check = ("matches the catalog's published checksums" if found.verified else "user-provided (not checked against "
              "a published checksum)")
     return _emit(args, _installed_json(found), f"Imported {found.id} at {found.path} ({check}).")
 

@@ -76,10 +76,14 @@ def verify_file(path: Path, name: str, sha256: Optional[str], size: Optional[int
                          f"or the file was changed.", "Nothing was installed. Fetch it again.")
     digest = sha256_file(path)
     if sha256 is not None and digest != sha256:
-        raise StoreError(f"Checksum mismatch for {name}: sha256 is {digest}, the catalog expects {sha256}.",
-                         "The file is corrupt or not the published one; nothing was installed. Fetch it again, "
-                         "and if it keeps failing, report it (the upstream file may have changed).")
+        raise _mismatch(name, digest, sha256)
     return digest
+
+
+def _mismatch(name: str, actual: str, expected: str) -> StoreError:
+    return StoreError(f"Checksum mismatch for {name}: sha256 is {actual}, the catalog expects {expected}.",
+                      "The file is corrupt or not the published one; nothing was installed. Fetch it again, "
+                      "and if it keeps failing, report it (the upstream file may have changed).")
 
 
 def download_file(url: str, dest: Path, *, sha256: Optional[str], size: Optional[int],
@@ -133,9 +137,7 @@ def download_file(url: str, dest: Path, *, sha256: Optional[str], size: Optional
                          "Nothing was installed. Check the network connection and fetch again.")
     actual = digest.hexdigest()
     if sha256 is not None and actual != sha256:
-        raise StoreError(f"Checksum mismatch for {name}: sha256 is {actual}, the catalog expects {sha256}.",
-                         "The file is corrupt or not the published one; nothing was installed. Fetch it again, "
-                         "and if it keeps failing, report it (the upstream file may have changed).")
+        raise _mismatch(name, actual, sha256)
     progress.step(done, done)
     return actual
 

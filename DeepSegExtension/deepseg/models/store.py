@@ -170,7 +170,10 @@ class ModelStore:
             record: dict = {"source": {"type": "local", "path": str(path.resolve())}}
             if path.is_dir():
                 shutil.copytree(path, staging, dirs_exist_ok=True)
-                record["verified"] = False
+                pinned = [f for s in (entry.sources_of("url") if entry else []) for f in s["files"]
+                          if f.get("path") and f.get("sha256")]
+                record["verified"] = bool(pinned) and all(
+                    (staging / f["path"]).is_file() and sha256_file(staging / f["path"]) == f["sha256"] for f in pinned)
             else:
                 digest = sha256_file(path)
                 pinned = {f.get("sha256") for s in (entry.sources_of("url") if entry else []) for f in s["files"]}
