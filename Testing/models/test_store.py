@@ -233,6 +233,11 @@ def test_import_under_a_catalog_id_gets_catalog_labels_and_pinned_zip_is_verifie
     assert installed.verified  # same bytes as the catalog pins
     card = json.loads((installed.path / CARD_FILE).read_text())
     assert card["id"] == "test-model" and card["labels"][1]["tg263"] == "Kidney_R"
+    from deepseg.models.loaders import load_model
+
+    model = load_model(store.path_for("test-model"))  # the nnU-Net loader takes names and codes from the card
+    assert model.card.id == "test-model" and len(model.networks) == 2
+    assert [(lab.value, lab.tg263) for lab in model.card.labels] == [(1, "Spleen"), (2, "Kidney_R")]
 
 
 def test_import_folder_and_reject_non_models(tmp_path, published_zip):
