@@ -25,12 +25,13 @@ CUE = (slice(1, 6), slice(1, 6), slice(1, 6))
 
 class ArrayModel(SegmentationModel):
     def __init__(self, net: torch.nn.Module, n_labels: int = 1, patch=(SIZE,) * 3, in_channels: int = 1,
-                 downsample: bool = False, transpose: bool = False, pad: int = 0, overlap: float = 0.5) -> None:
+                 downsample: bool = False, transpose: bool = False, pad: int = 0, overlap: float = 0.5,
+                 margin: int = 0) -> None:
         labels = [LabelInfo(i + 1, ["target", "other", "third"][i]) for i in range(n_labels)]
         self.card = ModelCard("test-array", "test", "test", labels,
                               inputs=[InputSpec(f"c{i}") for i in range(in_channels)])
         self.networks = [net.eval()]
-        self.window = WindowSpec(tuple(patch), overlap=overlap, mirror_axes=(0, 1, 2))
+        self.window = WindowSpec(tuple(patch), overlap=overlap, mirror_axes=(0, 1, 2), output_margin=(margin,) * 3)
         self.downsample, self.transpose, self.pad = downsample, transpose, pad
 
     def prepare(self, channels):

@@ -40,22 +40,25 @@ def test_maps_put_their_mass_on_the_cue_the_model_depends_on(cue_net, cue_case, 
     assert _mass_fraction(heat, near) > 0.45 > 4 * near.mean()
 
 
-def test_region_option_and_locality_of_patchwise_maps():
-    """A 3-layer conv net sees 3 voxels each side: HiResCAM of a region must vanish farther away,
-    even though the volume is covered by many overlapping patches."""
+@pytest.mark.parametrize("padding", [1, 0])
+def test_region_option_and_locality_of_patchwise_maps(padding):
+    """A 3-layer conv net: layer "1" feeds two 3x3x3 convs, so HiResCAM of a region must vanish more
+    than 2 voxels away, although the volume is covered by many overlapping patches; with valid
+    convolutions (padding 0) the layer maps must also be placed at the right offset in each patch."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv3d(4, 4, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv3d(4, 2, 3, padding=1))
-    model = ArrayModel(net, patch=(12, 12, 12))
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=padding), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 4, 3, padding=padding), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 2, 3, padding=padding))
+    model = ArrayModel(net, patch=(12, 12, 12), margin=3 * (1 - padding))
     vol = Volume(np.random.default_rng(1).normal(size=(30, 28, 26)).astype(np.float32))
     region = np.zeros(vol.shape, bool)
     region[12:16, 10:14, 9:13] = True
     result = explain(model, [vol], 1, method="hirescam", layer="1", region=region, device="cpu")
     heat = result.heatmap.array
     dist = ndimage.distance_transform_cdt(~region, metric="chessboard")
-    assert heat[dist > 2].max() == 0  # layer "1" feeds two 3x3x3 convs: influence radius 2
+    assert heat[dist > 2].max() == 0
     assert heat[dist <= 2].max() == pytest.approx(1.0)
+    assert heat[dist == 2].max() > 0  # the full influence radius is reached, not a shifted or shrunk map
     assert result.info["region"] == "user region" and result.info["layers"] == ["1"]
 
 

@@ -21,6 +21,7 @@ then the stages are added.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -51,16 +52,29 @@ def layer_map(method: str, activations: torch.Tensor, gradients: torch.Tensor) -
     return (weights[:, :, None, None, None] * a).sum(axis=1)
 
 
-def _to_tile(cam: np.ndarray, patch: Sequence[int], margin: Sequence[int], density: bool) -> torch.Tensor:
-    """Upsample a layer map to the input patch, keep the output tile (valid-conv nets lose a margin)."""
+def layer_extent(layer: Sequence[int], patch: Sequence[int], out_tile: Sequence[int]) -> list[int]:
+    """Input voxels a layer's feature map spans, centred in the patch.
+
+    Same-padded networks: the whole patch.  Valid-convolution networks (output tile smaller than the
+    patch): each layer voxel stands for an integer number of input voxels, and a layer spans at least
+    the output tile and at most the patch, so the extent is ``layer * ceil(out / layer)`` clipped to that.
+    """
+    if tuple(patch) == tuple(out_tile):
+        return [int(p) for p in patch]
+    return [int(min(p, max(o, l * math.ceil(o / l)))) for l, p, o in zip(layer, patch, out_tile)]
+
+
+def _to_tile(cam: np.ndarray, patch: Sequence[int], out_tile: Sequence[int], density: bool) -> torch.Tensor:
+    """Place a layer map ``(B, z, y, x)`` on the output tile: upsample to its extent, keep the tile."""
     t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[:, None]
-    scale = float(np.prod(patch)) / float(np.prod(t.shape[2:]))
-    if tuple(t.shape[2:]) != tuple(patch):
-        t = F.interpolate(t, size=tuple(int(p) for p in patch), mode="trilinear", align_corners=False)
-    if density:
-        t = t / scale
-    m = [int(x) for x in margin]
-    return t[:, 0, m[0]:t.shape[2] - m[0], m[1]:t.shape[3] - m[1], m[2]:t.shape[4] - m[2]]
+    layer = t.shape[2:]
+    extent = layer_extent(layer, patch, out_tile)
+    if tuple(layer) != tuple(extent):
+        t = F.interpolate(t, size=tuple(extent), mode="trilinear", align_corners=False)
+    if density:  # attribution per input voxel, so coarse and fine layers weigh alike
+        t = t * (float(np.prod(layer)) / float(np.prod(extent)))
+    o = [(e - int(w)) // 2 for e, w in zip(extent, out_tile)]
+    return t[:, 0, o[0]:o[0] + int(out_tile[0]), o[1]:o[1] + int(out_tile[1]), o[2]:o[2] + int(out_tile[2])]
 
 
 def _score_channel(outputs: int, class_index: int, num_classes: int) -> int:
@@ -126,7 +140,6 @@ def cam_network_space(
     acc = torch.zeros(plan.grid)
     active = [b for b in plan.boxes if target_grid[plan.output_slices(b)].any()]
     cam_method = "gradcam" if method == "layer-sum" else method
-    margin = window.output_margin
     total, done = len(active) * len(networks), 0
     for net in networks:
         net.to(device)
@@ -148,7 +161,7 @@ def cam_network_space(
                     if g is None:
                         continue
                     cam = np.maximum(layer_map(cam_method, a, g), 0)
-                    tile += _to_tile(cam, plan.patch, margin, density=len(layers) > 1)[0]
+                    tile += _to_tile(cam, plan.patch, plan.out_tile, density=len(layers) > 1)[0]
                 acc[out_sl] += tile * weights
                 done += 1
                 progress.step(done, total)

@@ -1,6 +1,6 @@
 """Which layers of a segmentation network an attribution map is taken from.
 
-One probe forward pass on a patch records, for every sub-module, the shape of its output and the
+One probe forward pass on a patch (shapes only, on the "meta" device) records, for every sub-module, the shape of its output and the
 order in which it finished.  From that record:
 
 * ``list_layers`` gives every valid ``--layer`` name (modules with a 5-D feature-map output that
@@ -45,11 +45,22 @@ def network_output(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def probe_layers(net: nn.Module, patch: Sequence[int], in_channels: int,
                  device: "torch.device | str" = "cpu") -> tuple[list[LayerInfo], torch.Size]:
-    """Run one zero patch through ``net`` and record every module with a 5-D tensor output.
+    """Run one patch through ``net`` and record every module with a 5-D tensor output.
 
-    Returns the candidate layers (the output layer and modules producing exactly the output's
-    shape, i.e. the segmentation head, are excluded) and the network output shape.
+    The pass runs on PyTorch's "meta" device (shapes only, no arithmetic) when the network allows
+    it, else for real on ``device``.  Returns the candidate layers (the output layer and modules
+    producing exactly the output's shape, i.e. the segmentation head, are excluded) and the
+    network output shape.
     """
+    import copy
+
+    try:
+        return _probe(copy.deepcopy(net).to("meta"), patch, in_channels, "meta")
+    except Exception:  # an operation without a meta implementation: do the real pass
+        return _probe(net, patch, in_channels, device)
+
+
+def _probe(net: nn.Module, patch: Sequence[int], in_channels: int, device) -> tuple[list[LayerInfo], torch.Size]:
     records: dict[str, tuple[str, torch.Tensor, int]] = {}
     counter = [0]
     handles = []
@@ -72,7 +83,7 @@ def probe_layers(net: nn.Module, patch: Sequence[int], in_channels: int,
             h.remove()
     layers = []
     for name, (kind, tensor, order) in records.items():
-        if tensor.data_ptr() == out.data_ptr() or tuple(tensor.shape) == tuple(out.shape):
+        if tensor is out or tuple(tensor.shape) == tuple(out.shape):
             continue
         layers.append(LayerInfo(name, kind, int(tensor.shape[1]), tuple(int(s) for s in tensor.shape[2:]), order))
     layers.sort(key=lambda lay: lay.order)
