@@ -129,8 +129,7 @@ def download_file(url: str, dest: Path, *, sha256: Optional[str], size: Optional
                              f"({type(exc).__name__}: {exc}).",
                              "Nothing was installed. Check the network connection and fetch again.") from exc
         raise StoreError(f"Could not download {url} ({getattr(exc, 'reason', exc)}).",
-                         "Check the network connection or proxy (HTTPS_PROXY), or download the file elsewhere "
-                         "and import it with `deepseg models import`.") from exc
+                         "Check the network connection or proxy (HTTPS_PROXY).") from exc
     expected = size if size is not None else (total or None)
     if expected is not None and done != expected:
         raise StoreError(f"The download of {name} was interrupted: {done} of {expected} bytes arrived.",

