@@ -8,7 +8,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from deepseg.models.card_model import CardModel, build_network
-from deepseg.models.networks.fp_screen import FEATURE_NAMES, ComponentScreen
+from deepseg.models.networks.fp_screen import FEATURE_NAMES
 from deepseg.models.networks.render_unet import RenderUNet
 from deepseg.training.shapes import make_cases, shapes_card
 from deepseg.training.train import predict_case, train_fp_screen, train_network, training_arrays
