@@ -291,3 +291,15 @@ def test_import_of_a_published_folder_is_verified_file_by_file(tmp_path, shared)
     shutil.copytree(original, changed)
     (changed / "colormap.json").write_text((original / "colormap.json").read_text().replace("Thalamus", "thalamus"))
     assert not store.import_path(changed, "brainchop-subcortical-18").verified
+
+
+def test_ids_that_are_paths_never_reach_outside_the_store(tmp_path):
+    store = ModelStore(tmp_path / "home")
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "keep").mkdir()
+    for bad in ("..", "../keep", str(tmp_path / "keep"), ".staging-x"):
+        with pytest.raises(StoreError):
+            store.remove(bad)
+        with pytest.raises(StoreError, match="neither a model folder nor a catalog id"):
+            store.path_for(bad)
+    assert (tmp_path / "keep").is_dir() and (tmp_path / "home" / "models").is_dir()

@@ -90,6 +90,9 @@ class ModelStore:
 
     def path_for(self, model_id: str) -> Path:
         """Folder of an installed model; ``StoreError`` telling how to get it otherwise (never downloads)."""
+        if not _valid_id(model_id):
+            raise StoreError(f"{model_id!r} is neither a model folder nor a catalog id.",
+                             "Pass an existing model folder, or run `deepseg models list` to see catalog ids.")
         found = self.installed(model_id)
         if found:
             return found.path
@@ -164,7 +167,7 @@ class ModelStore:
         if not path.exists():
             raise StoreError(f"{path} does not exist.", "Give the path of a model folder or a .zip archive.")
         model_id = model_id or _id_from_path(path)
-        if not set(model_id) <= ID_CHARS or model_id.startswith("."):
+        if not _valid_id(model_id):
             raise StoreError(f"{model_id!r} is not a usable model id.", "Use lower-case letters, digits and '-'.")
         entry = self.catalog.models.get(model_id)
         progress = progress or Progress()
@@ -189,6 +192,8 @@ class ModelStore:
 
     def remove(self, model_id: str) -> list[Path]:
         """Delete an installed model and any leftovers of interrupted installs of it."""
+        if not _valid_id(model_id):
+            raise StoreError(f"{model_id!r} is not a model id.", "Run `deepseg models list --installed`.")
         targets = [p.folder for p in self.problems() if p.id == model_id and p.folder.parent == self.models_dir]
         if (self.models_dir / model_id).is_dir():
             targets.append(self.models_dir / model_id)
@@ -333,6 +338,10 @@ def _locate_model(root: Path, entry: Optional[CatalogEntry]) -> Path:
                          + ".", "Import one trainer folder (DatasetXXX/Trainer__Plans__configuration) at a time.")
     singles = [p for p in root.iterdir() if not p.name.startswith(".")]
     return singles[0] if len(singles) == 1 and singles[0].is_dir() else root
+
+
+def _valid_id(model_id: str) -> bool:
+    return bool(model_id) and set(model_id) <= ID_CHARS and not model_id.startswith(".")
 
 
 def _id_from_path(path: Path) -> str:
