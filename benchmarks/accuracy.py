@@ -31,10 +31,10 @@ WORK = HERE / "_work"
 RESULTS = HERE / "RESULTS.md"
 
 # LiTS case 117 as shipped in liver-ct-segmentation-package 1.6.0 (data/img_117.mrc): 128^3, cropped to
-# the liver and resampled, voxel size not stored.  Read as [k, j, i] its axes run superior->inferior,
-# anterior->posterior and left->right of the patient (seen on the images); the spacing is an assumption.
+# the liver and resampled, voxel size not stored.  Read as [k, j, i] its axes run anterior->posterior,
+# right->left and inferior->superior (seen on the images: spine, kidney, bowel); the spacing is assumed.
 LITS117_SPACING_MM = 1.5
-LITS117_DIRECTION = np.array([[-1.0, 0, 0], [0, 1, 0], [0, 0, -1]])  # columns: i -> R, j -> P, k -> I (LPS)
+LITS117_DIRECTION = np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]])  # columns: i -> S, j -> L, k -> P (LPS)
 
 
 @dataclass
@@ -201,7 +201,7 @@ def append_results(block: str, path: Path = RESULTS, section: str = "## Accuracy
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.rstrip("\n").split("\n")
     if section not in lines:
-        lines += ["", section, ""]
+        lines += ["", section]
     start = lines.index(section)
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     lines[end:end] = [""] + block.rstrip("\n").split("\n") + ([""] if end < len(lines) else [])

@@ -26,7 +26,7 @@ def _synthetic_ct():
     arr[((j - 35) / 30.0) ** 2 + ((i - 40) / 36.0) ** 2 < 1] = 40.0
     organ = ((k - 22) / 9.0) ** 2 + ((j - 30) / 12.0) ** 2 + ((i - 30) / 14.0) ** 2 < 1
     arr[organ] = 200.0
-    direction = np.array([[-1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # i -> R, j -> S, k -> A
+    direction = np.array([[-1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # i -> R, j -> I, k -> P
     return Volume(arr, spacing=(1.6, 2.5, 3.5), origin=(10, -20, 30), direction=direction), organ
 
 
@@ -38,10 +38,16 @@ def _model(lesions: bool) -> LiverModel:
     return LiverModel(card, LiverUNet(arch["liver"]), LiverUNet(arch["lesion"]) if lesions else None)
 
 
-def test_restore_maps_network_space_back_onto_the_input_grid():
+@pytest.mark.parametrize("thin", [False, True])
+def test_restore_maps_network_space_back_onto_the_input_grid(thin):
     volume, organ = _synthetic_ct()
+    if thin:  # 50 mm in z (j runs superior->inferior): mirrored to 90 mm = 30 slices of 3 mm in network space
+        volume = Volume(volume.array[:, 20:40], volume.spacing, volume.origin, volume.direction)
+        organ = organ[:, 20:40]
     model = _model(lesions=False)
     prepared = model.prepare([volume])
+    if thin:
+        assert prepared.image.shape[1] == 30 and sum(prepared.context["z_pad"]) > 0
     assert prepared.image.shape[0] == 1 and prepared.image.min() >= -0.5 and prepared.image.max() <= 0.5
     fake = (prepared.image[0] > 0.4).astype(np.float32)  # a "network" that finds the bright organ
     probs = model.restore(torch.from_numpy(np.stack([1 - fake, fake])), prepared)

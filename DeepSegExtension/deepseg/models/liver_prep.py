@@ -25,6 +25,7 @@ from scipy import ndimage, sparse
 Box = tuple[slice, slice, slice]
 
 MAX_SIZE_MM = (489.0, 408.0, 408.0)  # (x, y, z) limits of the original's crop
+MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung (a guard against bowel gas; the original has none)
 
 
 # --- orientation ---------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def _largest_component_box(mask: np.ndarray) -> Box:
     return ndimage.find_objects((labels == np.argmax(sizes) + 1).astype(np.int8))[0]
 
 
-def _liver_dome_slice(vol: np.ndarray, body: Box, lung_th: float) -> "int | None":
+def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung_th: float) -> "int | None":
     """Lowest slice of the lungs: air inside the body (not connected to the outside), from the z-profile."""
     inside = np.full(vol.shape, vol.min(), dtype=vol.dtype)
     inside[body] = vol[body]
@@ -145,6 +146,8 @@ def _liver_dome_slice(vol: np.ndarray, body: Box, lung_th: float) -> "int | None
         return None
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     order = np.argsort(sizes)[::-1] + 1  # labels by decreasing size; the first is the outside air
+    if sizes[order[2] - 1] * np.prod(spacing) < MIN_LUNG_ML * 1000:
+        return None  # no two lung-sized air volumes (e.g. bowel gas only): no dome in the field of view
     internal = air & (labels != order[0])
     profile = np.convolve(internal.sum((0, 1)), np.ones(7), "same")
     high = np.where(profile > profile.min() + 0.5 * (profile.max() - profile.min()))[0]
@@ -180,7 +183,7 @@ def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, 
     keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may stay.
     """
     body = _largest_component_box(ndimage.binary_erosion(vol > tissue_th))
-    dome = _liver_dome_slice(vol, body, lung_th)
+    dome = _liver_dome_slice(vol, spacing, body, lung_th)
     z_stop = vol.shape[2] if dome is None else min(vol.shape[2], dome + int(dome_margin_mm / spacing[2]))
     z = slice(0, max(z_stop, 1))
     inner = _largest_component_box(_box_erode(vol[body[0], body[1], z] > tissue_th, 5))
