@@ -23,7 +23,8 @@ HELP = _("""
 <p>Shows which image regions drove a segment, and where the model is unsure.</p>
 <ul>
 <li>Pick the <b>Segmentation</b>, the <b>Segment</b>, the <b>Image</b> the model segmented and the <b>Model</b>
-that made it (guessed from the segment's name).</li>
+that made it (guessed from the segment's name). A model with several inputs gets the Image for the input
+whose name pattern it matches and the scene's other volumes for the rest, chosen by name as in DeepSeg Tumor.</li>
 <li><b>Compute maps</b> runs, in a separate process, a Grad-CAM-family <b>Method</b> (gradcam, gradcam++, hirescam,
 layer-sum) patch by patch along the model's own sliding window, for the voxels of the chosen segment, and
 (<b>Uncertainty map</b>) the model's fold disagreement, test-time-augmentation variance or entropy. Both maps

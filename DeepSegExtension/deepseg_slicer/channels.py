@@ -8,6 +8,7 @@ an input with no matching node stays unassigned (the panel asks the user to pick
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Optional, Sequence
 
 from deepseg.models.card import InputSpec
@@ -38,3 +39,28 @@ def assign_channels(inputs: Sequence[InputSpec], names: Sequence[str]) -> dict[s
     if len(inputs) == 1 and chosen[inputs[0].name] is None and names:
         chosen[inputs[0].name] = names[0]  # a single-input model takes the first volume
     return chosen
+
+
+def model_inputs(model: str) -> list[InputSpec]:
+    """The named inputs of a model folder (its card) or catalog id, without loading any weights."""
+    if Path(model).is_dir():
+        from deepseg.models.card_model import read_card
+
+        return list(read_card(Path(model)).inputs)
+    from deepseg.models.catalog import load_catalog
+
+    return list(load_catalog().get(model).card().inputs)
+
+
+def scene_volumes(scene) -> list:
+    """Scalar volume nodes of the scene (label maps excluded), in scene order."""
+    nodes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    return [n for n in nodes if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+
+
+def assign_nodes(specs: Sequence[InputSpec], nodes: Sequence) -> list:
+    """``assign_channels`` on volume nodes: one node (or None) per input, in the model's order."""
+    by_name = {n.GetName(): n for n in nodes}
+    chosen = assign_channels(specs, list(by_name))
+    return [by_name.get(chosen[spec.name]) for spec in specs]

@@ -31,3 +31,24 @@ def test_missing_input_stays_unassigned_and_nodes_are_used_once():
 def test_single_input_model_takes_first_volume():
     assert assign_channels([InputSpec("CT", "CT", "*ct*")], ["abdomen", "abdomen 2"]) == {"CT": "abdomen"}
     assert assign_channels([InputSpec("CT", "CT", "*ct*")], []) == {"CT": None}
+
+
+def test_explain_and_tumor_logics_pick_inputs_by_name(scene, oblique_volume, tmp_path, monkeypatch):
+    import importlib
+    from pathlib import Path
+
+    from deepseg_slicer.selftest import make_test_model
+
+    model = str(make_test_model(tmp_path / "m", inputs=[{"name": "T1", "modality": "MR", "pattern": "*t1*"},
+                                                         {"name": "FLAIR", "modality": "MR", "pattern": "*flair*"}]))
+    flair = mrml.volume_to_node(oblique_volume.with_array(oblique_volume.array, name="pt FLAIR"), scene)
+    t1 = mrml.volume_to_node(oblique_volume.with_array(oblique_volume.array, name="pt T1"), scene)
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "t1 labels")  # never an input
+    root = Path(__file__).resolve().parents[2] / "DeepSegExtension"
+    for module in ("DeepSegExplain", "DeepSegTumor"):
+        monkeypatch.syspath_prepend(str(root / module))
+    explain = importlib.import_module("DeepSegExplainLib.Logic").DeepSegExplainLogic(scene)
+    tumor = importlib.import_module("DeepSegTumorLib.Logic").DeepSegTumorLogic(scene)
+    assert explain.inputsFor(model, flair) == [t1, flair]
+    assert tumor.assignInputs(model) == [t1, flair]
+    assert tumor.assignInputs(model, [flair]) == [None, flair]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from deepseg_slicer import mrml
+from deepseg_slicer.channels import assign_nodes, model_inputs, scene_volumes
 from deepseg_slicer.logic import DeepSegLogicBase
 from deepseg_slicer.models import OAR_GROUPS, TUMOUR_GROUPS, model_choices
 from deepseg_slicer.tasks import ExplainRequest, ExplainTask
@@ -39,6 +40,15 @@ class DeepSegExplainLogic(DeepSegLogicBase):
             if any(key in (lab.name.lower(), (lab.tg263 or "").lower()) for lab in choice.labels):
                 return choice.id
         return None
+
+    def inputsFor(self, model: str, imageNode) -> list:
+        """The volumes to give ``model``: ``imageNode`` for a single-input model; for several inputs,
+        ``imageNode`` first and the others chosen by name among the scene's volumes."""
+        specs = model_inputs(model)
+        if len(specs) == 1:
+            return [imageNode]
+        others = [n for n in scene_volumes(self.scene) if n is not imageNode]
+        return assign_nodes(specs, [imageNode, *others])
 
     def explain(self, segmentationNode, segmentId: str, model: str, inputNodes: Sequence, *, method: str = "gradcam",
                 uncertainty: bool = True, device: str = "auto", colormap: str = "Inferno",

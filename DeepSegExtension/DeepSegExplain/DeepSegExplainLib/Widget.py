@@ -7,7 +7,8 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 from deepseg_slicer.compat import _
-from deepseg_slicer.panel import RunControls, ensure_dependencies, fill_device_combo, fill_model_combo, load_models
+from deepseg_slicer.panel import (RunControls, ensure_dependencies, fill_device_combo, fill_model_combo,
+                                  load_models)
 
 from .Logic import COLORMAPS, METHODS, DeepSegExplainLogic
 from .Parameters import DeepSegExplainParameterNode
@@ -131,7 +132,7 @@ class DeepSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self.run.prepare()
         with slicer.util.tryWithErrorDisplay(_("Could not start the explanation."), waitCursor=True):
-            inputs = [p.inputVolume]
+            inputs = self.logic.inputsFor(p.model, p.inputVolume)
             task = self.logic.explain(p.segmentation, p.segmentId, p.model, inputs, method=p.method,
                                       uncertainty=p.computeUncertainty, device=p.device, colormap=p.colormap,
                                       threshold=p.threshold, onProgress=self.run.progress, onLog=self.run.log,

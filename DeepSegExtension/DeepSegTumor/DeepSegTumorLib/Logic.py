@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from deepseg.models.card import InputSpec
 from deepseg_slicer import mrml
-from deepseg_slicer.channels import assign_channels
+from deepseg_slicer.channels import assign_nodes, model_inputs, scene_volumes
 from deepseg_slicer.logic import DeepSegLogicBase
 from deepseg_slicer.models import TUMOUR_GROUPS, model_choices
 from deepseg_slicer.tasks import SegmentRequest, SegmentTask
@@ -33,29 +33,11 @@ class DeepSegTumorLogic(DeepSegLogicBase):
         """Tumour/lesion (and brain) models of the catalog, installed ones first."""
         return model_choices(TUMOUR_GROUPS)
 
-    def inputsOf(self, model: str) -> list[InputSpec]:
-        """The model's named inputs (catalog id or model folder)."""
-        from pathlib import Path
-
-        if Path(model).is_dir():
-            from deepseg.models.card_model import read_card
-
-            return list(read_card(Path(model)).inputs)
-        from deepseg.models.catalog import load_catalog
-
-        return list(load_catalog().get(model).card().inputs)
-
     def assignInputs(self, model: "str | Sequence[InputSpec]", volumeNodes: Optional[Sequence] = None) -> list:
         """Volume nodes for the model's inputs chosen by their names (see ``deepseg_slicer.channels``);
         None where nothing matched.  ``volumeNodes`` defaults to every scalar volume in the scene."""
-        specs = self.inputsOf(model) if isinstance(model, str) else list(model)
-        if volumeNodes is None:
-            volumeNodes = [self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                           for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-            volumeNodes = [n for n in volumeNodes if not n.IsA("vtkMRMLLabelMapVolumeNode")]
-        by_name = {n.GetName(): n for n in volumeNodes}
-        chosen = assign_channels(specs, list(by_name))
-        return [by_name.get(chosen[spec.name]) for spec in specs]
+        specs = model_inputs(model) if isinstance(model, str) else list(model)
+        return assign_nodes(specs, scene_volumes(self.scene) if volumeNodes is None else volumeNodes)
 
     def segment(self, inputNodes: Sequence, model: str, *, roiNode=None, minLesionSizeMl: float = 0.0,
                 keepLargest: bool = False, fast: bool = False, device: str = "auto", outputNode=None,
