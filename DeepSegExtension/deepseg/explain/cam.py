@@ -34,7 +34,7 @@ from ..inference.device import resolve_device, use_all_cores
 from ..inference.sliding_window import blend_weights, plan_windows
 from ..models.base import WindowSpec
 from ..progress import Progress
-from .layers import network_output
+from .layers import as_volume_map, network_output
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
 
@@ -156,6 +156,8 @@ def cam_network_space(
                     score = (logits[0, channel].float() * (target_grid[out_sl] * weights).to(device)).sum()
                     acts = [store[n] for n in layers]
                     grads = torch.autograd.grad(score, acts, allow_unused=True)
+                acts = [as_volume_map(a) for a in acts]
+                grads = [None if g is None else as_volume_map(g) for g in grads]
                 tile = torch.zeros(tuple(int(t) for t in plan.out_tile))
                 for a, g in zip(acts, grads):
                     if g is None:

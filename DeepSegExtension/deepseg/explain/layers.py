@@ -35,12 +35,24 @@ class LayerInfo:
     order: int
 
 
+def is_2d(net: nn.Module) -> bool:
+    """A 2D network (e.g. nnU-Net's ``2d`` configuration), run on ``(1, y, x)`` windows of the volume."""
+    convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    return bool(convs) and all(isinstance(m, nn.Conv2d) for m in convs)
+
+
 def network_output(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The segmentation logits of ``net``: deep-supervision nets return a list, highest resolution first."""
-    out = net(x)
+    """The segmentation logits ``(B, K, z, y, x)`` of ``net`` for a 3D patch ``x``: deep-supervision nets
+    return a list (highest resolution first); 2D nets see the single slice of a ``(1, y, x)`` window."""
+    out = net(x[:, :, 0]) if is_2d(net) else net(x)
     if isinstance(out, (list, tuple)):
         out = out[0]
-    return out
+    return out[:, :, None] if out.dim() == 4 else out
+
+
+def as_volume_map(t: torch.Tensor) -> torch.Tensor:
+    """A 2D network's ``(B, C, y, x)`` feature map as ``(B, C, 1, y, x)``; 3D maps unchanged."""
+    return t[:, :, None] if t.dim() == 4 else t
 
 
 def probe_layers(net: nn.Module, patch: Sequence[int], in_channels: int,
@@ -67,8 +79,8 @@ def _probe(net: nn.Module, patch: Sequence[int], in_channels: int, device) -> tu
 
     def hook(name):
         def _hook(module, _inp, out):
-            if isinstance(out, torch.Tensor) and out.dim() == 5:
-                records[name] = (type(module).__name__, out, counter[0])
+            if isinstance(out, torch.Tensor) and out.dim() in (4, 5):
+                records[name] = (type(module).__name__, as_volume_map(out), counter[0])
                 counter[0] += 1
         return _hook
 
@@ -83,7 +95,7 @@ def _probe(net: nn.Module, patch: Sequence[int], in_channels: int, device) -> tu
             h.remove()
     layers = []
     for name, (kind, tensor, order) in records.items():
-        if tensor is out or tuple(tensor.shape) == tuple(out.shape):
+        if tuple(tensor.shape) == tuple(out.shape):  # the output itself and the segmentation head
             continue
         layers.append(LayerInfo(name, kind, int(tensor.shape[1]), tuple(int(s) for s in tensor.shape[2:]), order))
     layers.sort(key=lambda lay: lay.order)
