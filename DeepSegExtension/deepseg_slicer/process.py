@@ -151,11 +151,14 @@ class BackgroundJob:
         code = self.runner.poll()
         if code is None or not self.runner.streams_closed():
             return True
+        self._finish(code)
+        return False
+
+    def _finish(self, code: Optional[int]) -> None:
         self.returncode = code
         self.state = "cancelled" if self._cancel_requested else ("finished" if code == 0 else "failed")
         if self.on_finished:
             self.on_finished(self)
-        return False
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> str:
         """Block until the job ends (scripts, tests); returns the final state."""
@@ -174,7 +177,11 @@ class BackgroundJob:
         self._cancel_requested = True
         self._emit_log("Cancelling...")
         self.runner.cancel(grace)
+        deadline = time.monotonic() + 10.0  # a detached grandchild may keep the pipes open
         while self.process_events():
+            if time.monotonic() > deadline:
+                self._finish(self.runner.poll())
+                break
             time.sleep(0.01)
 
     @property
