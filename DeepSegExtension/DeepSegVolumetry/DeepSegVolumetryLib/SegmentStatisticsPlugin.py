@@ -15,12 +15,13 @@ DEFAULT_KEYS = ["volume_mL", "max_diameter_mm", "axial_long_diameter_mm", "axial
 
 
 class DeepSegSegmentStatisticsPlugin(SegmentStatisticsPluginBase):
-    """Keys and units come from ``deepseg.measure.measurement_spec`` (intensity columns in HU)."""
+    """Keys and units come from ``deepseg.measure.measurement_spec``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.name = "DeepSeg"
-        self.spec = {m.key: m for m in measurement_spec("HU") if m.key not in SKIPPED}
+        # intensity columns carry their unit in the key: HU on CT, "au" on other images
+        self.spec = {m.key: m for unit in ("HU", "au") for m in measurement_spec(unit) if m.key not in SKIPPED}
         self.keys = list(self.spec)
         self.defaultKeys = [k for k in DEFAULT_KEYS if k in self.spec]
 
