@@ -148,3 +148,32 @@ def test_pinned_sources_and_licences():
     assert not catalog.get("hd-bet").runnable
     sample = catalog.sample("lits-117")
     assert sample["license"]["commercial_use"] == "not-allowed"
+
+
+def test_installed_wheel_ships_and_finds_the_catalog(tmp_path):
+    """A wheel built from this checkout carries Resources/ as ``deepseg_resources``, and an installed
+    deepseg finds its catalog there (not in a source checkout)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("setuptools", reason="building a wheel needs setuptools in this environment")
+    repo = Path(__file__).resolve().parents[2]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                            "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(repo)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("deepseg-*.whl")
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--disable-pip-version-check",
+                              "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    code = ("import deepseg, json; from deepseg.models.catalog import load_catalog, resources_dir; "
+            "print(json.dumps([deepseg.__file__, str(resources_dir()), len(load_catalog().models)]))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(target)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    module, resources, count = json.loads(run.stdout)
+    assert Path(module).is_relative_to(target) and Path(resources) == target / "deepseg_resources"
+    assert count == len(load_catalog().models)
