@@ -159,9 +159,18 @@ def test_installed_wheel_ships_and_finds_the_catalog(tmp_path):
     from pathlib import Path
 
     pytest.importorskip("setuptools", reason="building a wheel needs setuptools in this environment")
+    import shutil
+
     repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"  # build from a copy: an in-tree build would leave build/ in the checkout
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE", "DeepSegExtension", "Resources"):
+        if (repo / name).is_dir():
+            shutil.copytree(repo / name, src / name, ignore=skip)
+        elif (repo / name).exists():
+            shutil.copy2(repo / name, src / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                            "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(repo)],
+                            "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(src)],
                            capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("deepseg-*.whl")
