@@ -8,6 +8,8 @@
 * ``channels``: auto-assignment of volume nodes to a model's named inputs;
 * ``dependencies``: first-use check of torch and ``Resources/requirements.txt``;
 * ``tasks``: background (or blocking) runs that tie the above together for the module logics;
+* ``logic``: the modules' logic base class; ``models``: the model selectors' catalog entries;
+* ``selftest``: generated volume and tiny model for the modules' self-tests;
 * ``compat``: Slicer's scripted-module API, with headless stand-ins when only slicer-core exists;
 * ``panel``: Qt helpers shared by the panels (Apply/Cancel, progress bar, log); GUI only.
 
