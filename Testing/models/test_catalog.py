@@ -163,6 +163,7 @@ def test_installed_wheel_ships_and_finds_the_catalog(tmp_path):
 
     repo = Path(__file__).resolve().parents[2]
     src = tmp_path / "src"  # build from a copy: an in-tree build would leave build/ in the checkout
+    src.mkdir()
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE", "DeepSegExtension", "Resources"):
         if (repo / name).is_dir():
