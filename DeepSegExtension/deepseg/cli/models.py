@@ -129,7 +129,8 @@ def _show(store: ModelStore, args) -> int:
              f"Licence: {entry.license['id']} -- {entry.license['note']}", f"Cite: {entry.citation}"]
     if entry.resources:
         r = entry.resources
-        lines.append("Resources: " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in r.items()))
+        lines.append("Resources: " + "; ".join(
+            (f"GPU memory about {v} GB" if k == "gpu_memory_gb" else f"{k.upper()}: {v}") for k, v in r.items()))
     lines.append("Sources:")
     for s in entry.sources:
         if s["type"] == "url":
@@ -137,7 +138,7 @@ def _show(store: ModelStore, args) -> int:
                 pin = "sha256 " + f["sha256"][:12] + "..." if "sha256" in f else "no published checksum"
                 lines.append(f"  url   {f['url']}  ({human_size(f.get('size') or f.get('approx_size'))}, {pin})")
         elif s["type"] == "pypi":
-            lines.append(f"  pypi  {s['requirement']}: " + ", ".join(m["path"] for m in s.get("members", [])))
+            lines.append(f"  pypi  {s['requirement']}" + "".join(f"\n          {m['path']}" for m in s.get("members", [])))
         else:
             lines.append(f"  local {s['hint']}")
     lines.append(f"Labels ({len(entry.labels)}):")
