@@ -180,6 +180,22 @@ def test_prepare_restore_on_oblique_input(tmp_path, oblique_volume):
     assert result.labels.same_grid(oblique_volume)
 
 
+def test_keep_largest_refinement(tmp_path, oblique_volume):
+    from deepseg.models.card import LabelInfo, ModelCard
+    from deepseg.models.meshnet import MeshNetModel
+
+    write_tfjs(tmp_path, dilations=(1,))
+    net = MeshNet.from_tfjs(read_tfjs_model(tmp_path))
+    labels = np.zeros(oblique_volume.shape, np.uint16)
+    labels[1:6, 2:10, 2:10] = 1
+    labels[8:10, 15:18, 18:22] = 1  # a separate island
+    for keep, expected in ((False, labels), (True, np.where(np.arange(labels.shape[0])[:, None, None] < 7, labels, 0))):
+        card = ModelCard(id="tiny", title="tiny", format="brainchop-meshnet", labels=[LabelInfo(1, "brain mask")],
+                         preprocessing={"keep_largest": keep})
+        out = MeshNetModel(card, net).refine(labels, None, oblique_volume)
+        np.testing.assert_array_equal(out, expected)
+
+
 # --- real brainchop models (../shared) ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def brainchop(shared) -> Path:

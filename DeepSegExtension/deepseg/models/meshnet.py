@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "axes": "ijk",               # network D, H, W = conformed i, j, k
     "crop_threshold": 0.1,       # crop to the box of voxels above this scaled intensity...
     "crop_margin": 8,            # ...grown by this many voxels
-    "max_voxels": 6_000_000,     # input voxels per slab (bounds memory)
+    "max_voxels": 10_000_000,    # input voxels per slab: bounds memory (~0.9 GB per 21-channel activation)
+    "keep_largest": False,       # keep only the largest connected component of each label (brainchop's clean-up)
 }
 
 _QUANTILE_5_95 = {"normalization": {"method": "percentile", "lower": 5, "upper": 95, "clip": False}}
@@ -59,7 +60,7 @@ KNOWN: dict[str, dict[str, Any]] = {
                          "preprocessing": _QUANTILE_5_95,
                          "inputs": [{"name": "T1", "modality": "MR", "pattern": "*t1*"}]},
     "mindgrab": {"title": "Brainchop MindGrab: brain extraction (skull stripping), any modality",
-                 "preprocessing": {**_QUANTILE_5_95, "crop_margin": 20},
+                 "preprocessing": {**_QUANTILE_5_95, "crop_margin": 20, "keep_largest": True},
                  "inputs": [{"name": "image", "modality": "MR", "pattern": "*"}]},
     "model5_gw_ae": {"title": "Brainchop MeshNet (5 channels): grey and white matter",
                      "colormap": "colormap3.json",
@@ -194,6 +195,14 @@ class MeshNetModel(SegmentationModel):
         max_voxels = int(self.settings["max_voxels"]) if halo is not None else int(np.prod(prepared.image.shape))
         return predict_halo_tiles(self.networks[0], prepared.image, halo or 0, max_voxels=max_voxels,
                                   device=dev, progress=progress)
+
+    def refine(self, labels: np.ndarray, probabilities: np.ndarray, reference: Volume) -> np.ndarray:
+        """brainchop's connected-component clean-up where the model uses it (mindgrab's brain mask)."""
+        if not self.settings.get("keep_largest"):
+            return labels
+        from ..inference.postprocess import postprocess_labels
+
+        return postprocess_labels(labels, reference.spacing, keep_largest=True)
 
     # --- 3. back to the input grid ---------------------------------------------------------
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
