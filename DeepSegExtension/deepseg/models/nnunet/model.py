@@ -149,9 +149,21 @@ def _inputs(dataset: dict) -> list[InputSpec]:
     names = dataset.get("channel_names") or dataset.get("modality")
     if not names:
         raise ModelError("dataset.json has no 'channel_names'.", "Use the dataset.json the model was trained with.")
-    ordered = [names[k] for k in sorted(names, key=int)]
-    return [InputSpec(name=str(n), modality="CT" if str(n).lower() == "ct" else str(n),
-                      pattern="*" if len(ordered) == 1 else f"*_{i:04d}*") for i, n in enumerate(ordered)]
+    ordered = [str(names[k]) for k in sorted(names, key=int)]
+    return [InputSpec(name=n, modality=_dicom_modality(n), pattern="*" if len(ordered) == 1 else f"*_{i:04d}*")
+            for i, n in enumerate(ordered)]
+
+
+def _dicom_modality(channel_name: str) -> str:
+    """DICOM modality of an nnU-Net channel name (free text); "" when it cannot be told."""
+    n = channel_name.lower().replace("-", "").replace("_", "")
+    if n in ("ct", "cect", "ncct", "cta"):
+        return "CT"
+    if n in ("pet", "pt", "suv"):
+        return "PT"
+    if n.startswith(("t1", "t2", "flair", "adc", "dwi", "mr", "hbv", "pd")):
+        return "MR"
+    return ""
 
 
 def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str"]] = None,
