@@ -8,16 +8,13 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import ScriptedLoadableModule, ScriptedLoadableModuleTest, _, translate  # noqa: E402
+from deepseg_slicer.compat import (HAS_QT, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
+                                   describe_module)
 from DeepSegExplainLib.Logic import DeepSegExplainLogic  # noqa: E402,F401
 from DeepSegExplainLib.Parameters import DeepSegExplainParameterNode  # noqa: E402,F401
 
-try:
-    import qt  # noqa: F401
-except ImportError:  # headless (slicer-core only): logic, parameters and self-test, no panel
-    qt = None
-if qt is not None:
-    from DeepSegExplainLib.Widget import DeepSegExplainWidget  # noqa: E402,F401
+if HAS_QT:  # the panel needs Qt; headless (slicer-core only) the module offers logic, parameters, self-test
+    from DeepSegExplainLib.Widget import DeepSegExplainWidget  # noqa: F401
 
 HELP = _("""
 <p>Shows which image regions drove a segment, and where the model is unsure.</p>
@@ -45,12 +42,7 @@ Localization, ICCV 2017. Grad-CAM++: Chattopadhay A et al., WACV 2018. HiResCAM:
 class DeepSegExplain(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("DeepSeg Explain")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["DeepSeg developers"]
-        self.parent.helpText = HELP
-        self.parent.acknowledgementText = ACKNOWLEDGEMENT
+        describe_module(self.parent, _("DeepSeg Explain"), HELP, ACKNOWLEDGEMENT)
 
 
 class DeepSegExplainTest(ScriptedLoadableModuleTest):

@@ -8,17 +8,14 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import ScriptedLoadableModule, ScriptedLoadableModuleTest, _, translate  # noqa: E402
-from deepseg_slicer.models import OAR_GROUPS, citations  # noqa: E402
+from deepseg_slicer.compat import (HAS_QT, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
+                                   describe_module)
+from deepseg_slicer.models import OAR_GROUPS, acknowledgement  # noqa: E402
 from DeepSegOARLib.Logic import DeepSegOARLogic  # noqa: E402,F401
 from DeepSegOARLib.Parameters import DeepSegOARParameterNode  # noqa: E402,F401
 
-try:
-    import qt  # noqa: F401
-except ImportError:  # headless (slicer-core only): logic, parameters and self-test, no panel
-    qt = None
-if qt is not None:
-    from DeepSegOARLib.Widget import DeepSegOARWidget  # noqa: E402,F401
+if HAS_QT:  # the panel needs Qt; headless (slicer-core only) the module offers logic, parameters, self-test
+    from DeepSegOARLib.Widget import DeepSegOARWidget  # noqa: F401
 
 HELP = _("""
 <p>Segments organs at risk on a CT (or MR) volume with a pretrained 3D network of the DeepSeg catalog.</p>
@@ -43,13 +40,7 @@ Not for clinical use.</p>
 class DeepSegOAR(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("DeepSeg OAR")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["DeepSeg developers"]
-        self.parent.helpText = HELP
-        self.parent.acknowledgementText = _("DeepSeg runs published models; please cite the model you use:") + \
-            "<ul>" + "".join(f"<li>{c}</li>" for c in citations(OAR_GROUPS)) + "</ul>"
+        describe_module(self.parent, _("DeepSeg OAR"), HELP, acknowledgement(OAR_GROUPS))
 
 
 class DeepSegOARTest(ScriptedLoadableModuleTest):

@@ -8,17 +8,13 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import (IN_SLICER, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
-                                   translate)
+from deepseg_slicer.compat import (HAS_QT, IN_SLICER, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
+                                   describe_module)
 from DeepSegVolumetryLib.Logic import DeepSegVolumetryLogic  # noqa: E402,F401
 from DeepSegVolumetryLib.Parameters import DeepSegVolumetryParameterNode  # noqa: E402,F401
 
-try:
-    import qt  # noqa: F401
-except ImportError:  # headless (slicer-core only): logic, parameters and self-test, no panel
-    qt = None
-if qt is not None:
-    from DeepSegVolumetryLib.Widget import DeepSegVolumetryWidget  # noqa: E402,F401
+if HAS_QT:  # the panel needs Qt; headless (slicer-core only) the module offers logic, parameters, self-test
+    from DeepSegVolumetryLib.Widget import DeepSegVolumetryWidget  # noqa: F401
 
 HELP = _("""
 <p>Measures segmentations: one row per segment in a table node, exportable as CSV.</p>
@@ -46,13 +42,10 @@ def registerSegmentStatisticsPlugin() -> None:
 class DeepSegVolumetry(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("DeepSeg Volumetry")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["SegmentStatistics"]
-        self.parent.contributors = ["DeepSeg developers"]
-        self.parent.helpText = HELP
-        self.parent.acknowledgementText = _("Measurements follow the definitions listed in the DeepSeg README "
-                                            "(RECIST 1.1 axial diameters; surface Dice after Nikolov et al. 2021).")
+        describe_module(self.parent, _("DeepSeg Volumetry"), HELP,
+                        _("Measurements follow the definitions listed in the DeepSeg README "
+                          "(RECIST 1.1 axial diameters; surface Dice after Nikolov et al. 2021)."),
+                        dependencies=["SegmentStatistics"])
         if IN_SLICER:
             import slicer
 

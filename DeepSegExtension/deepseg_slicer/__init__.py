@@ -10,8 +10,10 @@
 * ``tasks``: background (or blocking) runs that tie the above together for the module logics;
 * ``logic``: the modules' logic base class; ``models``: the model selectors' catalog entries;
 * ``selftest``: generated volume and tiny model for the modules' self-tests;
-* ``compat``: Slicer's scripted-module API, with headless stand-ins when only slicer-core exists;
-* ``panel``: Qt helpers shared by the panels (Apply/Cancel, progress bar, log); GUI only.
+* ``compat``: Slicer's scripted-module API, with headless stand-ins when only slicer-core exists,
+  and ``describe_module`` for the module classes;
+* ``panel``: the panels' widget base classes (scripted-module lifecycle, parameter node, model
+  selectors, Apply/Cancel) and Qt helpers (progress bar, log); GUI only.
 
 Only ``panel`` imports ``qt``; ``mrml`` imports ``slicer``/``vtk`` lazily.
 """

@@ -10,6 +10,9 @@ In Slicer every name below is Slicer's own.  Headless:
 * ``parameterNodeWrapper`` maps annotated class attributes to that node's parameters and node
   references (the GUI connection ``connectGui`` exists only in Slicer);
 * ``_``/``translate`` return the text unchanged.
+
+``HAS_QT`` says whether the panels (Widget classes) can be imported; ``describe_module`` fills in
+the description every DeepSeg module shares (category, contributors) in the module class.
 """
 from __future__ import annotations
 
@@ -106,3 +109,21 @@ except ImportError:
         namespace["__doc__"] = cls.__doc__
         namespace["allParameters"] = tuple(hints)
         return type(cls.__name__, (), namespace)
+
+try:
+    import qt  # noqa: F401
+
+    HAS_QT = True
+except ImportError:  # headless (slicer-core only): logic, parameters and self-test, no panel
+    HAS_QT = False
+
+
+def describe_module(parent, title: str, helpText: str, acknowledgementText: str, dependencies=()) -> None:
+    """Set what Slicer shows about a DeepSeg module (call from the module class after
+    ``ScriptedLoadableModule.__init__``); every module is in the Segmentation category."""
+    parent.title = title
+    parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+    parent.dependencies = list(dependencies)
+    parent.contributors = ["DeepSeg developers"]
+    parent.helpText = helpText
+    parent.acknowledgementText = acknowledgementText

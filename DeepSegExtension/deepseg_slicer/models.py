@@ -1,11 +1,14 @@
 """What the panels' model selectors show: catalog models of a task group, with description,
-licence, citation, download size, named inputs, labels and whether the weights are installed."""
+licence, citation, download size, named inputs, labels and whether the weights are installed; and
+the modules' acknowledgement text citing those models."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from deepseg.models.card import InputSpec, LabelInfo
+
+from .compat import _
 
 OAR_GROUPS = ("organs-at-risk", "anatomy")
 TUMOUR_GROUPS = ("tumour-lesion", "brain")
@@ -56,7 +59,7 @@ def model_choices(groups: Sequence[str], catalog=None, store=None) -> list[Model
 
 
 def citations(groups: Sequence[str]) -> list[str]:
-    """Distinct citations of the models in ``groups`` (for the modules' acknowledgement text)."""
+    """Distinct citations of the models in ``groups``."""
     try:
         seen: list[str] = []
         for choice in model_choices(groups):
@@ -65,3 +68,9 @@ def citations(groups: Sequence[str]) -> list[str]:
         return seen
     except Exception:  # noqa: BLE001 - a broken catalog must not stop the module from loading
         return []
+
+
+def acknowledgement(groups: Sequence[str]) -> str:
+    """A module's acknowledgement text: please cite the model you use, then the models' citations."""
+    return _("DeepSeg runs published models; please cite the model you use:") + \
+        "<ul>" + "".join(f"<li>{c}</li>" for c in citations(groups)) + "</ul>"

@@ -1,5 +1,9 @@
 """Qt pieces shared by the four panels (GUI only; imported by the modules' Widget classes):
 
+* ``ParameterNodeWidget``: the scripted-module widget lifecycle every panel follows (.ui loading,
+  scene-close observers, enter/exit/cleanup, parameter node <-> GUI connection), written once;
+* ``ModelPanelWidget``: adds the model and device selectors and the run controls of the panels
+  that run a model (OAR, Tumor, Explain);
 * ``RunControls``: Apply turns into Cancel while a task runs, a progress bar with the stage text,
   a collapsible log, and a timer that pumps the task's process output on the GUI thread;
 * ``ensure_dependencies``: the first-use dependency check with a confirmation dialog;
@@ -13,9 +17,158 @@ from typing import Callable, Optional
 
 import qt
 import slicer
+import vtk
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
 
 from .compat import _
 from .progress_lines import ProgressEvent
+
+
+class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Slicer's scripted-module widget template, once for the four panels.
+
+    A panel's ``setup`` calls ``setupPanel(logic)`` (loads ``Resources/UI/<module>.ui`` into
+    ``self.ui``), connects its own widgets and ends with ``initializeParameterNode()``.  Widgets with
+    a ``SlicerParameterName`` property in the .ui file follow the parameter node (``connectGui``);
+    ``_checkCanApply`` runs whenever the node changes and is where a panel updates its buttons.
+    """
+
+    #: parameter name -> MRML class: an empty node parameter gets the scene's first node of that class
+    defaultNodes: dict = {}
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.run: Optional[RunControls] = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setupPanel(self, logic) -> None:
+        """Load the module's .ui file, give its MRML widgets the scene, observe scene closing."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = logic
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def cleanup(self) -> None:
+        if self.run is not None:
+            self.run.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        for name, nodeClass in self.defaultNodes.items():
+            if not getattr(self._parameterNode, name):
+                setattr(self._parameterNode, name, slicer.mrmlScene.GetFirstNodeByClass(nodeClass))
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Connect the panel to ``inputParameterNode`` (a parameterNodeWrapper object, or None)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Update the panel from the parameter node (which buttons are enabled, what is shown)."""
+
+
+class ModelPanelWidget(ParameterNodeWidget):
+    """A panel that runs a catalog model: ``self.ui.modelComboBox`` and ``self.ui.deviceComboBox``
+    edit the parameters ``model`` and ``device``; ``self.run`` drives Apply/Cancel.
+    Apply checks the dependencies and ``confirmStart``, starts ``startTask`` in the background, and
+    a successful run's result goes to ``showResult``."""
+
+    #: shown (with the reason) when ``startTask`` raises
+    startFailedText = _("Could not start the segmentation.")
+
+    def __init__(self, parent=None) -> None:
+        ParameterNodeWidget.__init__(self, parent)
+        self._choices = []
+
+    def setupPanel(self, logic, applyText: str) -> None:
+        """``ParameterNodeWidget.setupPanel``, then the run controls and the model and device selectors."""
+        ParameterNodeWidget.setupPanel(self, logic)
+        self.run = RunControls(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logTextEdit,
+                               applyText=applyText)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self.ui.applyButton.connect("clicked()", self.onApply)
+        fill_device_combo(self.ui.deviceComboBox)
+
+    def refreshModels(self) -> None:
+        """Re-read the catalog (after an install, say) and refill the model selector."""
+        self._choices = load_models(self.logic)
+        fill_model_combo(self.ui.modelComboBox, self._choices, self._parameterNode.model if self._parameterNode else "")
+        self.onModelChanged()
+
+    def _currentChoice(self):
+        model_id = self.ui.modelComboBox.currentData
+        return next((c for c in self._choices if c.id == model_id), None)
+
+    def onModelChanged(self, index=None) -> None:
+        """Show the selected model and store it in the parameter node (panel-specific)."""
+        raise NotImplementedError
+
+    def onDeviceChanged(self, index=None) -> None:
+        self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
+
+    def onFetchModel(self) -> None:
+        task = fetch_model_task(self._currentChoice(), self.run, on_success=lambda result: self.refreshModels())
+        if task is not None:
+            self.run.track(task)
+
+    def onApply(self) -> None:
+        if self.run.running:
+            self.run.cancel()
+            return
+        if not ensure_dependencies(self.run.log) or not self.confirmStart():
+            return
+        self.run.prepare()
+        with slicer.util.tryWithErrorDisplay(self.startFailedText, waitCursor=True):
+            self.run.track(self.startTask())
+        self.run.reset()
+
+    def confirmStart(self) -> bool:
+        """Last checks and questions before a run; False stops it."""
+        return True
+
+    def startTask(self):
+        """Start the panel's run with ``onProgress=self.run.progress, onLog=self.run.log,
+        onDone=self.onDone`` and return the task (panel-specific)."""
+        raise NotImplementedError
+
+    def onDone(self, task) -> None:
+        self.run.done(task, on_success=self.showResult)
+
+    def showResult(self, result) -> None:
+        """Put a successful run's result in the parameter node and the views (panel-specific)."""
+        raise NotImplementedError
 
 
 class RunControls:

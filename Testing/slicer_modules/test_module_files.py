@@ -45,11 +45,29 @@ def ui_widgets(module: str) -> dict[str, ET.Element]:
     return {w.get("name"): w for w in tree.iter("widget")}
 
 
-def used_ui_names(module: str) -> set[str]:
-    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Widget.py").read_text())
+def ui_names(tree: ast.AST) -> set[str]:
     return {node.attr for node in ast.walk(tree)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+
+
+def base_names(cls: ast.ClassDef) -> list[str]:
+    return [b.id for b in cls.bases if isinstance(b, ast.Name)]
+
+
+def used_ui_names(module: str) -> set[str]:
+    """``self.ui`` names of the module's Widget.py and of the shared panel base classes it inherits."""
+    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Widget.py").read_text())
+    shared = {c.name: c for c in ast.parse((EXTENSION / "deepseg_slicer" / "panel.py").read_text()).body
+              if isinstance(c, ast.ClassDef)}
+    names = ui_names(tree)
+    bases = [b for c in tree.body if isinstance(c, ast.ClassDef) for b in base_names(c)]
+    while bases:
+        base = shared.get(bases.pop())
+        if base is not None:
+            names |= ui_names(base)
+            bases += base_names(base)
+    return names
 
 
 def parameters(module: str) -> dict[str, str]:

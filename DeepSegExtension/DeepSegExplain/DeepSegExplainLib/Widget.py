@@ -2,36 +2,18 @@
 from __future__ import annotations
 
 import slicer
-import vtk
-from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
-from slicer.util import VTKObservationMixin
 
 from deepseg_slicer.compat import _
-from deepseg_slicer.panel import (RunControls, ensure_dependencies, fill_device_combo, fill_model_combo,
-                                  load_models)
+from deepseg_slicer.panel import ModelPanelWidget, fill_model_combo, load_models
 
 from .Logic import COLORMAPS, METHODS, DeepSegExplainLogic
-from .Parameters import DeepSegExplainParameterNode
 
 
-class DeepSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._choices = []
+class DeepSegExplainWidget(ModelPanelWidget):
+    startFailedText = _("Could not start the explanation.")
 
     def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepSegExplain.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DeepSegExplainLogic()
-        self.run = RunControls(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self.ui.logTextEdit,
-                               applyText=_("Compute maps"))
+        self.setupPanel(DeepSegExplainLogic(), applyText=_("Compute maps"))
         for method in METHODS:
             self.ui.methodComboBox.addItem(method)
         for name in COLORMAPS:
@@ -39,58 +21,19 @@ class DeepSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name in ("heat map", "uncertainty"):
             self.ui.overlayComboBox.addItem(name)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.segmentSelector.setCurrentNode)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        self.ui.applyButton.connect("clicked()", self.onApply)
         self.ui.toSegmentButton.connect("clicked()", self.onToSegment)
 
-        fill_device_combo(self.ui.deviceComboBox)
         self._choices = load_models(self.logic)
         self.initializeParameterNode()
         fill_model_combo(self.ui.modelComboBox, self._choices, self._parameterNode.model)
-
-    def cleanup(self) -> None:
-        self.run.cancel()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterChanged)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode: "DeepSegExplainParameterNode | None") -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterChanged)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterChanged)
-            self._onParameterChanged()
 
     def _shownMap(self):
         p = self._parameterNode
         return p.uncertaintyVolume if p.overlay == "uncertainty" else p.heatmapVolume
 
-    def _onParameterChanged(self, caller=None, event=None) -> None:
+    def _checkCanApply(self, caller=None, event=None) -> None:
         """Enable buttons and keep the overlay in step with colour map, opacity and threshold."""
         p = self._parameterNode
         if not p:
@@ -114,34 +57,18 @@ class DeepSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onModelChanged()
 
     def onModelChanged(self, index=None) -> None:
-        model_id = self.ui.modelComboBox.currentData
-        choice = next((c for c in self._choices if c.id == model_id), None)
+        choice = self._currentChoice()
         self.ui.modelInfoLabel.text = choice.summary if choice else ""
         if choice:
             self._parameterNode.model = choice.id
 
-    def onDeviceChanged(self, index=None) -> None:
-        self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
-
-    def onApply(self) -> None:
-        if self.run.running:
-            self.run.cancel()
-            return
-        if not ensure_dependencies(self.run.log):
-            return
+    def startTask(self):
         p = self._parameterNode
-        self.run.prepare()
-        with slicer.util.tryWithErrorDisplay(_("Could not start the explanation."), waitCursor=True):
-            inputs = self.logic.inputsFor(p.model, p.inputVolume)
-            task = self.logic.explain(p.segmentation, p.segmentId, p.model, inputs, method=p.method,
-                                      uncertainty=p.computeUncertainty, device=p.device, colormap=p.colormap,
-                                      threshold=p.threshold, onProgress=self.run.progress, onLog=self.run.log,
-                                      onDone=self.onDone)
-            self.run.track(task)
-        self.run.reset()
-
-    def onDone(self, task) -> None:
-        self.run.done(task, on_success=self.showResult)
+        inputs = self.logic.inputsFor(p.model, p.inputVolume)
+        return self.logic.explain(p.segmentation, p.segmentId, p.model, inputs, method=p.method,
+                                  uncertainty=p.computeUncertainty, device=p.device, colormap=p.colormap,
+                                  threshold=p.threshold, onProgress=self.run.progress, onLog=self.run.log,
+                                  onDone=self.onDone)
 
     def showResult(self, maps) -> None:
         with slicer.util.NodeModify(self._parameterNode.parameterNode):
