@@ -55,13 +55,12 @@ class DeepSegExplainTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-        import slicer
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import make_test_model, synthetic_ct
+        from deepseg_slicer.selftest import make_test_model, selftest_scene, synthetic_ct
         from deepseg_slicer.tasks import SegmentRequest, SegmentTask
 
-        scene = getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+        scene = selftest_scene()
         volume = synthetic_ct()
         node = mrml.volume_to_node(volume, scene)
         logic = DeepSegExplainLogic(scene)

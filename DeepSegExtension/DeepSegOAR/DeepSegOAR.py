@@ -53,13 +53,12 @@ class DeepSegOARTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-        import slicer
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import TEST_LABELS, make_test_model, synthetic_ct
+        from deepseg_slicer.selftest import TEST_LABELS, make_test_model, selftest_scene, synthetic_ct
 
         self.delayDisplay("Generating a volume and a test model")
-        scene = getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+        scene = selftest_scene()
         volume = synthetic_ct()
         node = mrml.volume_to_node(volume, scene)
         with tempfile.TemporaryDirectory() as folder:

@@ -52,13 +52,12 @@ class DeepSegTumorTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-        import slicer
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import make_test_model, synthetic_ct
+        from deepseg_slicer.selftest import make_test_model, selftest_scene, synthetic_ct
         from deepseg_slicer.tasks import crop_to_corners
 
-        scene = getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+        scene = selftest_scene()
         flair = mrml.volume_to_node(synthetic_ct(name="case FLAIR", seed=2), scene)
         t1 = mrml.volume_to_node(synthetic_ct(name="case T1", seed=1), scene)
         roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")

@@ -60,13 +60,12 @@ class DeepSegVolumetryTest(ScriptedLoadableModuleTest):
 
     def test_measure_compare_followup(self) -> None:
         import numpy as np
-        import slicer
 
         from deepseg.models.card import LabelInfo
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import synthetic_ct
+        from deepseg_slicer.selftest import selftest_scene, synthetic_ct
 
-        scene = getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+        scene = selftest_scene()
         ct = synthetic_ct()
         ct_node = mrml.volume_to_node(ct, scene)
         arr = np.zeros(ct.shape, np.uint16)

@@ -19,6 +19,13 @@ TEST_LABELS = [
 ]
 
 
+def selftest_scene():
+    """The scene a self-test works in: Slicer's ``slicer.mrmlScene``, or a new one on slicer-core."""
+    import slicer
+
+    return getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+
+
 def synthetic_ct(shape: Sequence[int] = (16, 40, 48), name: str = "synthetic CT", seed: int = 0) -> Volume:
     rng = np.random.default_rng(seed)
     k, j, i = np.indices(shape)
