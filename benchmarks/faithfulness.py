@@ -8,9 +8,9 @@ method counts as better than chance only where it beats the random map on both d
 insertion.  The cost of one explanation is compared with one plain inference run (wall time and
 peak resident memory, each measured in a fresh process).
 
-    python benchmarks/faithfulness.py                     # every run whose model is available
-    python benchmarks/faithfulness.py --only cue,nnunet   # runs whose name contains one of these
-    python benchmarks/faithfulness.py --cost-only liver   # time/memory ratio only (no faithfulness)
+    python benchmarks/faithfulness.py                                # cue + nnU-Net faithfulness, nnU-Net cost
+    python benchmarks/faithfulness.py --only none --cost none --combined liver   # the slow liver model
+    python benchmarks/faithfulness.py --no-record ...                 # print only
 
 Results are printed and appended to ``benchmarks/RESULTS.md`` under ``## Explainability``.
 """
@@ -126,10 +126,19 @@ COST_RUNS = {
 
 
 # --- measurements -----------------------------------------------------------------------------------------
+def _first_to_go() -> None:
+    """On a shared machine, let the kernel's out-of-memory killer pick this process first."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except OSError:
+        pass
+
+
 def measure(kind: str, run_key: str) -> dict:
     """One plain inference or one explanation, in this (fresh) process: wall time and peak RSS."""
     import resource
 
+    _first_to_go()
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -152,7 +161,7 @@ def measure(kind: str, run_key: str) -> dict:
 def _in_subprocess(kind: str, run_key: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--measure", kind, run_key], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
+        raise RuntimeError(f"exit code {out.returncode} (-9: killed, e.g. out of memory) {out.stderr[-300:]}".strip())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -165,6 +174,48 @@ def cost(run_key: str, methods: Sequence[str] = ("gradcam", "layer-sum")) -> lis
                     f"{e['seconds'] / plain['seconds']:.2f} | {plain['peak_rss_mb']:.0f} | {e['peak_rss_mb']:.0f} | "
                     f"{e['peak_rss_mb'] / plain['peak_rss_mb']:.2f} |")
         print(rows[-1], flush=True)
+    return rows
+
+
+def combined(run: Run, method: str = "gradcam") -> tuple[list[str], list[str]]:
+    """For slow models: in one process, one plain inference, one explanation (time; peak RSS read
+    after each, so the second is the larger of the two), then the faithfulness of that map against
+    the random map -- one model load and one explanation instead of three."""
+    import resource
+
+    from deepseg.explain import explain
+    from deepseg.explain.faithfulness import evaluate_map, model_segmenter, random_map
+    from deepseg.inference.pipeline import segment
+
+    _first_to_go()
+    model, channels = run.model(), run.case()
+    t0 = time.perf_counter()
+    segment(model, channels, device="cpu")
+    t_plain, rss_plain = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    res = explain(model, channels, run.segment, method=method, device="cpu")
+    t_exp, rss_exp = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cost_row = (f"| {run.name} | {method} | {t_plain:.1f} | {t_exp:.1f} | {t_exp / t_plain:.2f} | {rss_plain:.0f} | "
+                f"{rss_exp:.0f} | {rss_exp / rss_plain:.2f} |")
+    print(cost_row, flush=True)
+    segmenter = model_segmenter(model, "cpu")
+    labels, value = res.labels.array, res.info["value"]
+    scores = {name: evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
+                                 background=run.background, preserved=False)
+              for name, heat in ((method, res.heatmap.array), ("random map", random_map(labels.shape)))}
+    return _rows(run, scores, pp=False), [cost_row]
+
+
+def _rows(run: Run, scores: dict, pp: bool = True) -> list[str]:
+    rnd = scores["random map"]
+    rows = []
+    for name, s in scores.items():
+        beats = "" if name == "random map" else (
+            "yes" if s.deletion_mean > rnd.deletion_mean and s.insertion_mean > rnd.insertion_mean else "no")
+        dels = " / ".join(f"{s.deletion[k]:.2f}" for k in run.fractions)
+        ins = " / ".join(f"{s.insertion[k]:.2f}" for k in run.fractions)
+        pp_ip = f"{s.prediction_preserved:.2f} | {s.image_preserved:.3f}" if pp else "not run | not run"
+        rows.append(f"| {run.name} | {name} | {dels} | {ins} | {pp_ip} | {beats} |")
     return rows
 
 
@@ -189,23 +240,31 @@ def faithfulness(run: Run) -> list[str]:
         scores[name] = evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
                                     background=run.background)
         print(f"{run.name}: {name}: {scores[name].to_json()}", flush=True)
-    rnd = scores["random map"]
-    rows = []
-    for name, s in scores.items():
-        beats = "" if name == "random map" else (
-            "yes" if s.deletion_mean > rnd.deletion_mean and s.insertion_mean > rnd.insertion_mean else "no")
-        dels = " / ".join(f"{s.deletion[k]:.2f}" for k in run.fractions)
-        ins = " / ".join(f"{s.insertion[k]:.2f}" for k in run.fractions)
-        rows.append(f"| {run.name} | {name} | {dels} | {ins} | {s.prediction_preserved:.2f} | "
-                    f"{s.image_preserved:.3f} | {beats} |")
-    return rows
+    return _rows(run, scores)
+
+
+def _keys(text: "str | None", default: Sequence[str]) -> list[str]:
+    if text is None:
+        return list(default)
+    return [] if text == "none" else [k.strip() for k in text.split(",") if k.strip()]
+
+
+def _not_measured(name: str, exc: Exception) -> str:
+    return f"| {name} | (not measured: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}) |||||||"
+
+
+FAITH_HEADER = ["| run | map | deletion: Dice lost at top k% | insertion: Dice at top k% | Prediction Preserved | "
+                "Image Preserved | beats random |", "|---|---|---|---|---|---|---|"]
+COST_HEADER = ["| run | method | plain inference s | explanation s | time ratio | plain peak RSS MB | "
+               "explanation peak RSS MB | memory ratio |", "|---|---|---|---|---|---|---|---|"]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", help="comma-separated substrings of run names")
-    ap.add_argument("--cost-only", help="comma-separated cost runs: " + ", ".join(COST_RUNS))
-    ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--only", help="faithfulness runs whose name contains one of these (comma-separated; 'none')")
+    ap.add_argument("--cost", help="cost runs (comma-separated; 'none'): " + ", ".join(COST_RUNS))
+    ap.add_argument("--combined", help="slow runs measured in one process (cost + faithfulness of one map): "
+                                       + ", ".join(COST_RUNS))
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     ap.add_argument("--measure", nargs=2, metavar=("KIND", "RUN"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -213,30 +272,31 @@ def main(argv=None) -> int:
         print(json.dumps(measure(*args.measure)))
         return 0
     command = "python benchmarks/faithfulness.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    lines = []
-    if not args.cost_only:
-        keys = [k.strip() for k in args.only.split(",")] if args.only else None
-        lines += ["| run | map | deletion: Dice lost at top k% | insertion: Dice at top k% | "
-                  "Prediction Preserved | Image Preserved | beats random |", "|---|---|---|---|---|---|---|"]
-        for run in RUNS:
-            if keys and not any(k in run.name for k in keys):
-                continue
+    faith, costs = list(FAITH_HEADER), list(COST_HEADER)
+    keys = _keys(args.only, ["cue", "nnunet"])
+    for run in RUNS:
+        if any(k in run.name for k in keys):
             try:
                 rows = faithfulness(run)
             except Exception as exc:  # a model that is not available here is reported, not hidden
-                rows = [f"| {run.name} | (not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}) |||||||"]
-            lines += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
+                rows = [_not_measured(run.name, exc)]
+            faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
             print("\n".join(rows), flush=True)
-    if not args.skip_cost:
-        cost_keys = [k.strip() for k in args.cost_only.split(",")] if args.cost_only else ["liver", "nnunet-ct-sized"]
-        lines += ["", "| run | method | plain inference s | explanation s | time ratio | plain peak RSS MB | "
-                      "explanation peak RSS MB | memory ratio |", "|---|---|---|---|---|---|---|---|"]
-        for key in cost_keys:
-            try:
-                lines += cost(key)
-            except Exception as exc:
-                lines.append(f"| {COST_RUNS[key].name} | (not measured: {str(exc).splitlines()[-1][:150]}) |||||||")
-    text = "\n".join(lines)
+    for key in _keys(args.combined, []):
+        run = COST_RUNS[key]
+        run = next((r for r in RUNS if r.name == run.name), run)
+        try:
+            rows, cost_rows = combined(run)
+        except Exception as exc:
+            rows, cost_rows = [_not_measured(run.name, exc)], []
+        faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
+        costs += cost_rows
+    for key in _keys(args.cost, ["nnunet-ct-sized"]):
+        try:
+            costs += cost(key)
+        except Exception as exc:
+            costs.append(_not_measured(COST_RUNS[key].name, exc))
+    text = "\n".join((faith if len(faith) > 2 else []) + [""] + (costs if len(costs) > 2 else []))
     print(text)
     if args.no_record:
         return 0

@@ -120,3 +120,27 @@ def test_nothing_predicted_is_a_clear_error(cue_case):
         net.bias.copy_(torch.tensor([5.0, -5.0]))
     with pytest.raises(InputError, match="predicted no 'target'"):
         explain(ArrayModel(net), [cue_case[0]], "target", device="cpu")
+
+
+def test_halo_tiles_give_the_whole_window_map_exactly():
+    """Tile-exact whole-volume networks (MeshNet) are explained on small tiles with a halo of their
+    receptive radius; HiResCAM is additive, so the tiled map must equal the whole-window one."""
+    from deepseg.explain.api import MAX_PATCH_VOXELS, explain_window
+    from deepseg.explain.cam import cam_network_space
+
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 4, 3, padding=2, dilation=2), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 2, 3, padding=1))
+    big = round(MAX_PATCH_VOXELS ** (1 / 3)) + 8
+    model = ArrayModel(net, patch=(big,) * 3, overlap=0.0)
+    model.window.blend = "constant"
+    model.halo = 4  # receptive radius: 1 + 2 + 1
+    tiled = explain_window(model)
+    assert tiled.output_margin == (4, 4, 4) and np.prod(tiled.patch_size) < np.prod(model.window.patch_size)
+    image = np.random.default_rng(5).normal(size=(1, 70, 50, 44)).astype(np.float32)
+    region = np.zeros(image.shape[1:], bool)
+    region[30:52, 20:31, 10:30] = True  # spans several 32^3 tiles
+    whole = cam_network_space(model.networks, image, model.window, 1, 2, region, ["1"], "hirescam", device="cpu")
+    parts = cam_network_space(model.networks, image, tiled, 1, 2, region, ["1"], "hirescam", device="cpu")
+    assert whole.max() > 0 and np.allclose(parts, whole, rtol=1e-4, atol=1e-6 * whole.max())

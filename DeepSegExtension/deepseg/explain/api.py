@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..models.base import SegmentationModel
+from ..models.base import SegmentationModel, WindowSpec
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .cam import METHODS, cam_network_space
@@ -80,10 +80,26 @@ def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, 
     return mask
 
 
+MAX_PATCH_VOXELS = 128 ** 3
+HALO_TILE = 32
+
+
+def explain_window(model: SegmentationModel) -> WindowSpec:
+    """The windows the explanation runs on: the model's own, except for tile-exact whole-volume
+    networks (MeshNet: a ``halo`` = receptive-field radius and a window too large to back-propagate
+    through), which get small tiles with that halo, so the gradients of each tile are exact."""
+    w, halo = model.window, getattr(model, "halo", None)
+    if isinstance(halo, int) and halo > 0 and int(np.prod(w.patch_size)) > MAX_PATCH_VOXELS \
+            and not any(w.output_margin):
+        return WindowSpec((HALO_TILE + 2 * halo,) * 3, overlap=0.0, blend="constant", mirror_axes=w.mirror_axes,
+                          output_margin=(halo,) * 3)
+    return w
+
+
 def list_layers(model: "str | Path | SegmentationModel") -> list[LayerInfo]:
     """Every layer name ``--layer`` accepts for this model (probe pass on one patch)."""
     model = _load(model)
-    return probe_layers(model.networks[0], model.window.patch_size, len(model.card.inputs))[0]
+    return probe_layers(model.networks[0], explain_window(model).patch_size, len(model.card.inputs))[0]
 
 
 def explain(
@@ -140,12 +156,13 @@ def explain(
     if not region_net.any():
         raise InputError("The explanation region lies outside the part of the image the model sees.",
                          "Choose a region inside the image's field of view.")
-    candidates, _ = probe_layers(model.networks[0], model.window.patch_size, prepared.image.shape[0], dev)
+    window = explain_window(model)
+    candidates, _ = probe_layers(model.networks[0], window.patch_size, prepared.image.shape[0], dev)
     if layer:
         layers = resolve_layers(model.networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
     else:
         layers = default_layers(model.networks[0], candidates, method)
-    heat_net = cam_network_space(model.networks, prepared.image, model.window, class_index, model.num_classes,
+    heat_net = cam_network_space(model.networks, prepared.image, window, class_index, model.num_classes,
                                  region_net, layers, method, device=dev, overlap=overlap, progress=progress)
     peak = float(heat_net.max())
     heat = restore_map(model, prepared, heat_net / peak, mode) if peak > 0 else np.zeros(reference.shape, np.float32)
@@ -156,7 +173,7 @@ def explain(
         "model": model.card.id, "segment": label.name, "value": label.value, "method": method, "layers": layers,
         "region": "predicted segment" if region is None else "user region",
         "region_voxels": int(mask.sum()), "network_region_voxels": int(region_net.sum()),
-        "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev),
+        "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev), "patch": list(window.patch_size),
         "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),

@@ -64,8 +64,8 @@ def layer_extent(layer: Sequence[int], patch: Sequence[int], out_tile: Sequence[
     return [int(min(p, max(o, l * math.ceil(o / l)))) for l, p, o in zip(layer, patch, out_tile)]
 
 
-def _to_tile(cam: np.ndarray, patch: Sequence[int], out_tile: Sequence[int], density: bool) -> torch.Tensor:
-    """Place a layer map ``(B, z, y, x)`` on the output tile: upsample to its extent, keep the tile."""
+def _to_extent(cam: np.ndarray, patch: Sequence[int], out_tile: Sequence[int], density: bool) -> torch.Tensor:
+    """A layer map ``(B, z, y, x)`` resampled to the input voxels it spans (``layer_extent``)."""
     t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[:, None]
     layer = t.shape[2:]
     extent = layer_extent(layer, patch, out_tile)
@@ -73,8 +73,7 @@ def _to_tile(cam: np.ndarray, patch: Sequence[int], out_tile: Sequence[int], den
         t = F.interpolate(t, size=tuple(extent), mode="trilinear", align_corners=False)
     if density:  # attribution per input voxel, so coarse and fine layers weigh alike
         t = t * (float(np.prod(layer)) / float(np.prod(extent)))
-    o = [(e - int(w)) // 2 for e, w in zip(extent, out_tile)]
-    return t[:, 0, o[0]:o[0] + int(out_tile[0]), o[1]:o[1] + int(out_tile[1]), o[2]:o[2] + int(out_tile[2])]
+    return t[:, 0]
 
 
 def _score_channel(outputs: int, class_index: int, num_classes: int) -> int:
@@ -137,7 +136,13 @@ def cam_network_space(
     target_grid = torch.zeros(plan.grid)
     target_grid[plan.crop] = torch.from_numpy(region.astype(np.float32))
     target_grid /= norm  # each patch's share of the stitched logit: w_p / N
-    acc = torch.zeros(plan.grid)
+    # same-padded windows: maps live on the output tile, blended like the logits.  Valid-convolution and
+    # halo windows: a tile's layers also span its margin, where they influence neighbouring tiles'
+    # targets, so each layer's signed map is added over its whole extent (input-patch coordinates) and
+    # rectified only once complete (HiResCAM is then exactly the whole-volume map).
+    margin = [(int(p) - int(o)) // 2 for p, o in zip(plan.patch, plan.out_tile)]
+    tiled = any(margin)
+    acc = torch.zeros((len(layers), *(g + 2 * m for g, m in zip(plan.grid, margin)))) if tiled else torch.zeros(plan.grid)
     active = [b for b in plan.boxes if target_grid[plan.output_slices(b)].any()]
     cam_method = "gradcam" if method == "layer-sum" else method
     total, done = len(active) * len(networks), 0
@@ -152,24 +157,33 @@ def cam_network_space(
                     x.requires_grad_(True)  # a graph even when the weights are frozen; only layer grads are computed
                     store.clear()
                     logits = network_output(net, x)
+                    if tuple(logits.shape[2:]) == tuple(plan.patch) and tiled:  # same-padded net on a halo tile
+                        logits = logits[(slice(None), slice(None),
+                                         *(slice(m, m + int(o)) for m, o in zip(margin, plan.out_tile)))]
                     channel = _score_channel(logits.shape[1], class_index, num_classes)
                     score = (logits[0, channel].float() * (target_grid[out_sl] * weights).to(device)).sum()
                     acts = [store[n] for n in layers]
                     grads = torch.autograd.grad(score, acts, allow_unused=True)
-                acts = [as_volume_map(a) for a in acts]
-                grads = [None if g is None else as_volume_map(g) for g in grads]
-                tile = torch.zeros(tuple(int(t) for t in plan.out_tile))
-                for a, g in zip(acts, grads):
+                for i, (a, g) in enumerate(zip(acts, grads)):
                     if g is None:
                         continue
-                    cam = np.maximum(layer_map(cam_method, a, g), 0)
-                    tile += _to_tile(cam, plan.patch, plan.out_tile, density=len(layers) > 1)[0]
-                acc[out_sl] += tile * weights
+                    cam = layer_map(cam_method, as_volume_map(a), as_volume_map(g))
+                    if tiled:
+                        part = _to_extent(cam, plan.patch, plan.out_tile, density=len(layers) > 1)[0]
+                        start = [int(b) + (int(p) - e) // 2 for b, p, e in zip(box, plan.patch, part.shape)]
+                        acc[(i, *(slice(s0, s0 + e) for s0, e in zip(start, part.shape)))] += part
+                    else:
+                        part = _to_extent(np.maximum(cam, 0), plan.patch, plan.out_tile, density=len(layers) > 1)[0]
+                        acc[out_sl] += part * weights
                 done += 1
                 progress.step(done, total)
         finally:
             for h in handles:
                 h.remove()
             store.clear()
-    acc /= norm * len(networks)
+    if tiled:
+        acc = acc[(slice(None), *(slice(m, m + g) for m, g in zip(margin, plan.grid)))].clamp_(min=0).sum(0)
+        acc /= len(networks)
+    else:
+        acc /= norm * len(networks)
     return acc[plan.crop].numpy()

@@ -99,14 +99,15 @@ def background_values(channels: Sequence[Volume]) -> list[float]:
 
 def evaluate_map(segmenter: Segmenter, channels: Sequence[Volume], labels: np.ndarray, value: int,
                  heat: np.ndarray, *, fractions: Sequence[float] = FRACTIONS, threshold: float = 0.5,
-                 background: Optional[Sequence[float]] = None, seed: int = 0,
+                 background: Optional[Sequence[float]] = None, seed: int = 0, preserved: bool = True,
                  step: Optional[Callable[[int, int], None]] = None) -> Faithfulness:
-    """Deletion, insertion and PP/IP of ``heat`` (input grid, [0, 1]) for structure ``value`` of the
-    model's original label map ``labels``; ``segmenter`` re-runs the model on perturbed channels."""
+    """Deletion, insertion and (``preserved``) PP/IP of ``heat`` (input grid, [0, 1]) for structure
+    ``value`` of the model's original label map ``labels``; ``segmenter`` re-runs the model on
+    perturbed channels (``2 * len(fractions) + preserved`` runs)."""
     reference = labels == value
     background = background_values(channels) if background is None else list(background)
     result = Faithfulness()
-    total, done = 2 * len(fractions) + 1, 0
+    total, done = 2 * len(fractions) + int(preserved), 0
 
     def run(keep: np.ndarray) -> np.ndarray:
         nonlocal done
@@ -122,8 +123,12 @@ def evaluate_map(segmenter: Segmenter, channels: Sequence[Volume], labels: np.nd
         top = top_fraction(heat, k, seed)
         result.deletion[k] = 1.0 - dice(run(~top), reference)
         result.insertion[k] = dice(run(top), reference)
-    kept = heat >= threshold
-    survived = run(kept)
-    result.prediction_preserved = float((survived & reference).sum() / max(1, reference.sum()))
-    result.image_preserved = float(kept.mean())
+    if preserved:
+        kept = heat >= threshold
+        if kept.any() and not kept.all():
+            survived = run(kept)
+        else:  # nothing kept: nothing survives; everything kept: the original prediction
+            survived = reference if kept.all() else np.zeros_like(reference)
+        result.prediction_preserved = float((survived & reference).sum() / max(1, reference.sum()))
+        result.image_preserved = float(kept.mean())
     return result
