@@ -71,3 +71,9 @@ class ThresholdModel:
 @pytest.fixture
 def threshold_model():
     return ThresholdModel.build()
+
+
+@pytest.fixture
+def threshold_model_factory():
+    """``ThresholdModel.build`` for tests that need other thresholds, channels or patch sizes."""
+    return ThresholdModel.build

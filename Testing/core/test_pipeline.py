@@ -38,11 +38,10 @@ def test_seg_nrrd_round_trip_keeps_labels_names_codes(tmp_path, oblique_volume, 
     assert [(lab.value, lab.name, lab.color, lab.type.value) for lab in labels] == [(1, "Bright", (220, 40, 40), "10200004")]
 
 
-def test_second_input_on_other_grid_is_resampled_and_user_told(tmp_path, oblique_volume):
-    from conftest import ThresholdModel
+def test_second_input_on_other_grid_is_resampled_and_user_told(oblique_volume, threshold_model_factory):
     from deepseg.inference.channels import resample_to_grid
 
-    model = ThresholdModel.build(channels=2)
+    model = threshold_model_factory(channels=2)
     other = oblique_volume.with_array(oblique_volume.array.copy())
     other.origin = tuple(np.add(other.origin, (1.5, 0, 0)))
     res = segment(model, [oblique_volume, other])
