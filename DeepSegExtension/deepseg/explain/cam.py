@@ -41,7 +41,11 @@ METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
 
 def layer_map(method: str, activations: torch.Tensor, gradients: torch.Tensor) -> np.ndarray:
     """``(B, C, z, y, x)`` activations and gradients -> unnormalised map ``(B, z, y, x)`` (no ReLU)."""
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+    try:
+        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+    except ImportError as exc:
+        raise ModelError("Attribution maps need the 'grad-cam' package, which is not installed.",
+                         "Install it: pip install grad-cam==1.5.7") from exc
 
     a = activations.detach().float().cpu().numpy()
     g = gradients.detach().float().cpu().numpy()
