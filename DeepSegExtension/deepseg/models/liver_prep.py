@@ -163,16 +163,13 @@ def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung
     return max(dome, max(lung_bottoms))
 
 
-def _limit(box: slice, spacing: float, max_mm: float, centre: "float | None") -> slice:
-    """Shrink ``box`` to ``max_mm``, removing from each side in proportion to its distance from ``centre``."""
+def _limit(box: slice, spacing: float, max_mm: float) -> slice:
+    """Shrink ``box`` symmetrically to at most ``max_mm``."""
     size = box.stop - box.start
     if size * spacing <= max_mm:
         return box
-    excess = size * spacing - max_mm
-    centre = (box.start + box.stop) / 2 if centre is None else centre
-    lo = int(np.ceil((centre - box.start) / size * excess / spacing))
-    hi = int(np.ceil((box.stop - centre) / size * excess / spacing))
-    return slice(box.start + lo, box.stop - hi)
+    cut = int(np.ceil((size * spacing - max_mm) / spacing / 2))
+    return slice(box.start + cut, box.stop - cut)
 
 
 def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, lung_th: float = -600,
@@ -189,7 +186,7 @@ def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, 
     inner = _largest_component_box(_box_erode(vol[body[0], body[1], z] > tissue_th, 5))
     x = slice(body[0].start + inner[0].start, body[0].start + inner[0].stop)
     y = slice(body[1].start + inner[1].start, body[1].start + inner[1].stop)
-    return (_limit(x, spacing[0], MAX_SIZE_MM[0], None), _limit(y, spacing[1], MAX_SIZE_MM[1], None),
+    return (_limit(x, spacing[0], MAX_SIZE_MM[0]), _limit(y, spacing[1], MAX_SIZE_MM[1]),
             _limit_top(z, spacing[2], MAX_SIZE_MM[2]))
 
 
@@ -207,7 +204,7 @@ def crop_mr(vol: np.ndarray, spacing: Sequence[float], tissue_ratio: float = 0.0
     z0 = max(0, vol.shape[2] - int(height_mm / spacing[2]) - int(margin_mm / spacing[2]))
     part = vol[:, :, z0:]
     box = _largest_component_box(_box_erode(part > tissue_ratio * part.max(), 5))
-    return (_limit(box[0], spacing[0], MAX_SIZE_MM[0], None), _limit(box[1], spacing[1], MAX_SIZE_MM[1], None),
+    return (_limit(box[0], spacing[0], MAX_SIZE_MM[0]), _limit(box[1], spacing[1], MAX_SIZE_MM[1]),
             _limit_top(slice(z0, vol.shape[2]), spacing[2], MAX_SIZE_MM[2]))
 
 
