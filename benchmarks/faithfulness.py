@@ -121,6 +121,7 @@ RUNS = [
 COST_RUNS = {
     "liver": Run("liver/lits117", _liver_model, _lits117, "Liver"),
     "nnunet-ct-sized": Run("nnunet-fixture/ct-sized 256x128x256", _nnunet_model, _nnunet_case((256, 128, 256)), "liver"),
+    "nnunet-medium": Run("nnunet-fixture/128x64x128", _nnunet_model, _nnunet_case((128, 64, 128)), "liver"),
     "cue": Run("cue-unet/generated", _cue_model, _cue_case, "target"),
 }
 
