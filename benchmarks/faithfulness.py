@@ -264,6 +264,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="faithfulness runs whose name contains one of these (comma-separated; 'none')")
     ap.add_argument("--cost", help="cost runs (comma-separated; 'none'): " + ", ".join(COST_RUNS))
+    ap.add_argument("--cost-methods", default="gradcam,layer-sum", help="methods timed in the cost runs")
     ap.add_argument("--combined", help="slow runs measured in one process (cost + faithfulness of one map): "
                                        + ", ".join(COST_RUNS))
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
         costs += cost_rows
     for key in _keys(args.cost, ["nnunet-ct-sized"]):
         try:
-            costs += cost(key)
+            costs += cost(key, _keys(args.cost_methods, []))
         except Exception as exc:
             costs.append(_not_measured(COST_RUNS[key].name, exc))
     text = "\n".join((faith if len(faith) > 2 else []) + [""] + (costs if len(costs) > 2 else []))
