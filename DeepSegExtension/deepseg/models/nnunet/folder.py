@@ -77,8 +77,8 @@ def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], check
             present = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/*.pth"))
             raise ModelError(f"No fold in {folder} has {checkpoint}" +
                              (f" (found: {', '.join(present)})." if present else "."),
-                             f"Fetch the model's weights again, or choose an existing checkpoint file "
-                             f"(e.g. checkpoint=\"checkpoint_best.pth\") if that is what was published.")
+                             "Fetch the model's weights again, or choose an existing checkpoint file "
+                             "(e.g. checkpoint=\"checkpoint_best.pth\") if that is what was published.")
     else:
         names = [f"fold_{f}" for f in folds]
     paths = [folder / n / checkpoint for n in names]
