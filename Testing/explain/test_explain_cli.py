@@ -72,3 +72,30 @@ def test_segment_uncertainty_option(cue_model_folder, cue_case, tmp_path, capsys
     assert entropy.same_grid(vol) and 0 <= entropy.array.min() and entropy.array.max() <= 1
     assert summary["uncertainty"]["structures"][0]["name"] == "target"
     assert np.array_equal(labels > 0, labels == 1)
+
+
+@pytest.mark.parametrize("fmt,arch", [
+    ("monai-vnet", None),
+    ("monai-unet", {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}),
+    ("render-unet", {"features": [4, 8, 16, 16], "subdivision_points": 256, "train_points": 128}),
+])
+def test_every_card_format_can_be_explained(fmt, arch, tmp_path):
+    """Untrained card models (V-Net, U-Net, Render 3D U-Net) explain a given region on a resampled grid."""
+    import torch
+
+    from deepseg.explain import explain
+    from deepseg.models.card_model import build_network, load_card_model, save_card_model
+    from deepseg.training.shapes import shapes_card
+    from deepseg.volume import Volume
+
+    torch.manual_seed(0)
+    card = shapes_card(fmt, (16, 16, 16), arch)
+    card.preprocessing["target_spacing"] = [1.5, 1.5, 1.5]
+    model = load_card_model(save_card_model(tmp_path / fmt, card, build_network(card).state_dict()))
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(0, 50, (20, 22, 18)).astype(np.float32), spacing=(1.0, 1.0, 1.2))
+    region = np.zeros(vol.shape, bool)
+    region[8:13, 9:14, 7:12] = True
+    res = explain(model, [vol], card.labels[0].name, method="layer-sum", region=region, device="cpu")
+    assert res.heatmap.same_grid(vol) and res.heatmap.array.max() == pytest.approx(1.0)
+    assert res.info["layers"] and not res.info["all_zero"]
