@@ -40,16 +40,11 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("deepseg segment: give --output and/or --labelmap")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise SystemExit("deepseg segment: --overlap must be in [0, 1)")
-    unc = None
-    if args.uncertainty:  # computed first: a failure here leaves no outputs behind
-        from ..explain.uncertainty import uncertainty_maps
-
-        unc = uncertainty_maps(args.model, args.input, tta=args.tta, folds=args.folds, device=args.device,
-                               overlap=args.overlap, progress=progress_callback(args.progress), cancel=args.cancel)
     result = segment(args.model, args.input, output=args.output, labelmap=args.labelmap, device=args.device,
                      tta=args.tta, folds=args.folds, overlap=args.overlap, keep_largest=args.keep_largest,
                      min_component_ml=args.min_component_ml, fill_holes=args.fill_holes,
                      structures=args.structures, use_tg263=args.tg263, overwrite=args.overwrite,
+                     uncertainty=args.uncertainty or False,
                      progress_callback=progress_callback(args.progress), cancel=args.cancel)
     import numpy as np
 
@@ -59,14 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 for lab in result.label_info]
     summary = {"outputs": {k: str(v) for k, v in result.outputs.items()}, "segments": segments,
                "timings_s": result.provenance.get("timings_s", {}), "notes": result.provenance.get("notes", [])}
-    if unc is not None:
-        from ..explain.uncertainty import uncertainty_summary
-        from ..io import AtomicOutputs, write_volume
-
-        with AtomicOutputs(overwrite=args.overwrite) as out:
-            summary["outputs"]["uncertainty"] = str(out.add(args.uncertainty,
-                                                            lambda p: write_volume(unc.maps[unc.primary], p)))
-        summary["uncertainty"] = uncertainty_summary(unc)
+    if "uncertainty" in result.provenance:
+        summary["uncertainty"] = result.provenance["uncertainty"]
     text = "\n".join([f"{s['value']:>4}  {s['name']:<32} {s['volume_ml']:>10.2f} mL" for s in segments]
                      + [f"wrote {v}" for v in summary["outputs"].values()] + summary["notes"])
     emit(summary, args.json, text)

@@ -31,6 +31,7 @@ class SegmentationResult:
     probabilities: Optional[np.ndarray] = None  # (K, k, j, i) float32 if requested, K = classes incl. background
     provenance: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)  # kind -> written path
+    uncertainty: Optional[object] = None  # explain.uncertainty.UncertaintyResult when requested
 
 
 def _software() -> dict:
@@ -68,13 +69,17 @@ def segment(
     structures: Optional[Sequence["str | int"]] = None,
     use_tg263: bool = False,
     return_probabilities: bool = False,
+    uncertainty: "bool | str | Path" = False,
     overwrite: bool = False,
     progress_callback: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> SegmentationResult:
     """Segment ``inputs`` (one per model channel: paths or ``Volume``s) with ``model`` (id, folder or
     loaded model).  Writes ``output`` (.seg.nrrd or NIfTI), ``labelmap`` and a provenance JSON next to
-    ``output`` only when everything succeeded; returns the result in memory either way."""
+    ``output`` only when everything succeeded; returns the result in memory either way.
+
+    ``uncertainty`` (True, or a path to write the map to) runs the ensemble member by member (folds x
+    mirrorings) to get uncertainty maps and a per-structure review ranking from the same single run."""
     from ..io import AtomicOutputs, write_volume
     from ..models.loaders import load_model
 
@@ -91,17 +96,25 @@ def segment(
     channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card)
     reference = channels[0]
 
-    progress.stage("preprocess")
-    prepared = model.prepare(channels)
-    progress.stage("infer")
     from .device import resolve_device
 
     dev = resolve_device(device)
-    logits = model.predict_logits(prepared, device=dev, tta=tta, overlap=overlap, progress=progress, folds=folds)
-    progress.stage("postprocess")
-    probabilities = model.restore(logits, prepared)
-    labels = model.labels_from_probabilities(probabilities)
-    labels = model.refine(labels, probabilities, reference)
+    unc = None
+    if uncertainty:
+        from ..explain.uncertainty import uncertainty_maps
+
+        unc = uncertainty_maps(model, channels, tta=tta, folds=folds, device=dev, overlap=overlap, progress=progress)
+        probabilities, labels = unc.probabilities, unc.labels.array
+        progress.stage("postprocess")
+    else:
+        progress.stage("preprocess")
+        prepared = model.prepare(channels)
+        progress.stage("infer")
+        logits = model.predict_logits(prepared, device=dev, tta=tta, overlap=overlap, progress=progress, folds=folds)
+        progress.stage("postprocess")
+        probabilities = model.restore(logits, prepared)
+        labels = model.labels_from_probabilities(probabilities)
+        labels = model.refine(labels, probabilities, reference)
     labels = postprocess_labels(labels, reference.spacing, keep_largest=keep_largest,
                                 min_component_ml=min_component_ml, fill_holes=fill_holes)
     if structures:
@@ -121,9 +134,14 @@ def segment(
                      "structures": [lab.name for lab in selected]},
         "notes": notes, "software": _software(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     }
-    result = SegmentationResult(label_volume, selected, probabilities if return_probabilities else None, provenance)
+    if unc is not None:
+        from ..explain.uncertainty import uncertainty_summary
 
-    if output or labelmap:
+        provenance["uncertainty"] = uncertainty_summary(unc)
+    result = SegmentationResult(label_volume, selected, probabilities if return_probabilities else None, provenance,
+                                uncertainty=unc)
+
+    if output or labelmap or (uncertainty and not isinstance(uncertainty, bool)):
         progress.stage("write")
         provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
         with AtomicOutputs(overwrite=overwrite) as out:  # nothing appears unless every file was written
@@ -132,8 +150,10 @@ def segment(
                     output, lambda p: write_segmentation(p, label_volume, selected, use_tg263))
             if labelmap:
                 result.outputs["labelmap"] = out.add(labelmap, lambda p: write_volume(label_volume, p))
+            if unc is not None and not isinstance(uncertainty, bool):
+                result.outputs["uncertainty"] = out.add(uncertainty, lambda p: write_volume(unc.maps[unc.primary], p))
             result.outputs["provenance"] = out.add(
-                provenance_path or _sidecar(Path(output or labelmap)),
+                provenance_path or _sidecar(Path(output or labelmap or uncertainty)),
                 lambda p: Path(p).write_text(json.dumps(provenance, indent=2)))
             progress.cancel.raise_if_cancelled()
     progress.finish()
