@@ -4,27 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def _perceptual_color_node(scene):
-    """Slicer's "Inferno" table, or (MRML libraries alone) DeepSeg's lightness-linear stand-in."""
-    import slicer
-
-    from deepseg.explain import FALLBACK_NAME, HEAT_COLORMAP, heat_color_table
-
-    for name in (HEAT_COLORMAP, FALLBACK_NAME):
-        for node in scene.GetNodesByClass("vtkMRMLColorNode"):
-            if node.GetName() == name:
-                return node
-    table = heat_color_table()
-    node = slicer.vtkMRMLColorTableNode()
-    node.SetName(FALLBACK_NAME)
-    node.SetTypeToUser()
-    node.SetNumberOfColors(len(table))
-    for i, (r, g, b) in enumerate(table):
-        node.SetColor(i, f"{i}", r, g, b, 1.0)
-    scene.AddNode(node)
-    return node
-
-
 def test_heatmap_overlay_with_perceptual_colours_and_threshold_segment(scene):
     from deepseg.volume import Volume
     from deepseg_slicer import mrml
@@ -32,7 +11,8 @@ def test_heatmap_overlay_with_perceptual_colours_and_threshold_segment(scene):
     heat = np.zeros((6, 8, 10), np.float32)
     heat[2:4, 3:6, 4:8] = np.linspace(0.5, 1.0, 24).reshape(2, 3, 4)
     vol = Volume(heat, spacing=(0.8, 0.9, 2.0), origin=(1.0, -2.0, 3.0), name="liver gradcam")
-    color = _perceptual_color_node(scene)
+    color = mrml.heat_color_node(scene)
+    assert mrml.heat_color_node(scene) is color or mrml.heat_color_node(scene).GetID() == color.GetID()  # added once
     node = mrml.heatmap_to_node(vol, scene, colormap=color.GetName(), value_range=(0.0, 1.0))
     assert node.GetDisplayNode().GetColorNodeID() == color.GetID()
     lut = color.GetLookupTable()
