@@ -1,0 +1,82 @@
+"""Sliding-window engine: tiling, stitching, mirroring, fold averaging and the out-of-memory retry."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from deepseg.inference.sliding_window import predict_sliding_window, window_starts
+from deepseg.models.base import WindowSpec
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(10, 4, 0.5), (33, 16, 0.5), (16, 16, 0.5), (7, 16, 0.5), (100, 32, 0.25)])
+def test_windows_cover_the_axis_with_the_requested_overlap(size, tile, overlap):
+    starts = window_starts(size, tile, overlap)
+    assert starts[0] == 0 and (size <= tile or starts[-1] + tile == size)
+    steps = np.diff(starts)
+    assert np.all(steps <= tile * (1 - overlap) + 1e-9) and np.all(steps > 0)
+
+
+def _pointwise_net(channels: int = 2, classes: int = 3, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Conv3d(channels, classes, 1).eval()
+
+
+def test_stitched_windows_equal_one_whole_volume_pass():
+    """A point-wise network gives the same logits wherever a voxel falls in a window, so the
+    weighted stitching must reproduce the whole-volume output exactly (odd sizes, padding)."""
+    net = _pointwise_net()
+    image = np.random.default_rng(1).normal(size=(2, 11, 23, 17)).astype(np.float32)
+    whole = net(torch.from_numpy(image)[None])[0].detach()
+    for blend in ("gaussian", "constant"):
+        out = predict_sliding_window([net], image, WindowSpec((4, 8, 8), 0.5, blend), 3, device="cpu")
+        torch.testing.assert_close(out, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_folds_are_averaged_and_mirroring_is_undone():
+    nets = [_pointwise_net(seed=s) for s in (0, 1)]
+    image = np.random.default_rng(2).normal(size=(2, 9, 12, 10)).astype(np.float32)
+    x = torch.from_numpy(image)[None]
+    expected = (nets[0](x) + nets[1](x))[0].detach() / 2
+    out = predict_sliding_window(nets, image, WindowSpec((8, 8, 8)), 3, device="cpu", mirror=True)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+class _MemoryLimited(torch.nn.Module):
+    """Stands for a GPU with room for one patch: raises PyTorch's out-of-memory error for larger batches."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.batches = net, []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated limit)")
+        return self.net(x)
+
+
+def test_out_of_memory_retries_with_smaller_batches_and_says_so(caplog):
+    net = _pointwise_net()
+    limited = _MemoryLimited(net)
+    image = np.random.default_rng(3).normal(size=(2, 12, 12, 12)).astype(np.float32)
+    with caplog.at_level(logging.WARNING):
+        out = predict_sliding_window([limited], image, WindowSpec((4, 4, 4)), 3, device="cpu", batch_size=4)
+    reference = predict_sliding_window([net], image, WindowSpec((4, 4, 4)), 3, device="cpu", batch_size=1)
+    torch.testing.assert_close(out, reference)
+    assert limited.batches[:2] == [4, 2] and set(limited.batches[2:]) == {1}
+    assert "retrying with 1 patch" in caplog.text
+
+
+def test_valid_convolution_margin_tiles_match_whole_volume():
+    """A network that loses ``m`` voxels per side (valid convolutions) tiled with ``output_margin``
+    gives the whole-volume result on the zero-padded image."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 2, 3).eval()  # valid 3x3x3: margin 1
+    image = np.random.default_rng(4).normal(size=(1, 10, 13, 11)).astype(np.float32)
+    padded = torch.nn.functional.pad(torch.from_numpy(image)[None], (1, 1, 1, 1, 1, 1))
+    whole = net(padded)[0].detach()
+    out = predict_sliding_window([net], image, WindowSpec((6, 6, 6), 0.5, "constant", (), (1, 1, 1)), 2, device="cpu")
+    torch.testing.assert_close(out, whole, rtol=1e-5, atol=1e-5)
