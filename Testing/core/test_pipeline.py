@@ -95,10 +95,13 @@ def test_cancel_mid_inference_writes_nothing(tmp_path, oblique_volume, threshold
     assert "infer" in seen and list(tmp_path.iterdir()) == []
 
 
-def test_failed_write_leaves_no_partial_outputs(tmp_path, oblique_volume, threshold_model):
+def test_existing_output_is_refused_before_inference_and_kept(tmp_path, oblique_volume, threshold_model):
     (tmp_path / "o.nii.gz").write_text("existing result")
+    stages = []
     with pytest.raises(InputError, match="already exists"):
-        segment(threshold_model, [oblique_volume], output=tmp_path / "o.seg.nrrd", labelmap=tmp_path / "o.nii.gz")
+        segment(threshold_model, [oblique_volume], output=tmp_path / "o.seg.nrrd", labelmap=tmp_path / "o.nii.gz",
+                progress_callback=lambda stage, done, total: stages.append(stage))
+    assert stages == []  # refused before loading anything
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.nii.gz"]
     assert (tmp_path / "o.nii.gz").read_text() == "existing result"
 
@@ -116,3 +119,27 @@ def test_postprocessing_options(tmp_path, oblique_volume, threshold_model):
     assert largest.sum() == 600
     small = segment(threshold_model, [vol], min_component_ml=9 * voxel_ml).labels.array
     assert small.sum() == 599
+
+
+def test_failed_write_leaves_no_partial_outputs(tmp_path, oblique_volume, threshold_model):
+    """A label value a .seg.nrrd layer cannot hold fails the write: no output at all appears."""
+    arr = oblique_volume.array.copy()
+    model = threshold_model
+    model.card.labels[0] = type(model.card.labels[0])(300, "Bright")
+    with pytest.raises(InputError, match="0-255"):
+        segment(model, [oblique_volume.with_array(arr)], labelmap=tmp_path / "o.nii.gz", output=tmp_path / "o.seg.nrrd")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_outputs_discard_everything_when_a_later_writer_fails(tmp_path):
+    from deepseg.io import AtomicOutputs
+
+    def broken(path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        with AtomicOutputs() as out:
+            out.add(tmp_path / "first.json", lambda p: p.write_text("{}"))
+            out.add(tmp_path / "second.nii.gz", broken)
+    assert list(tmp_path.iterdir()) == []

@@ -85,6 +85,11 @@ def segment(
 
     progress = Progress(progress_callback, cancel or CancelToken())
     started = time.time()
+    unc_path = None if isinstance(uncertainty, bool) else uncertainty
+    writes = output or labelmap or unc_path
+    if writes:
+        AtomicOutputs(overwrite).check(output, labelmap, unc_path,
+                                       provenance_path or _sidecar(Path(writes)))
     progress.stage("load")
     if not isinstance(model, SegmentationModel):
         model_ref = str(model)
@@ -141,7 +146,7 @@ def segment(
     result = SegmentationResult(label_volume, selected, probabilities if return_probabilities else None, provenance,
                                 uncertainty=unc)
 
-    if output or labelmap or (uncertainty and not isinstance(uncertainty, bool)):
+    if writes:
         progress.stage("write")
         provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
         with AtomicOutputs(overwrite=overwrite) as out:  # nothing appears unless every file was written
@@ -150,10 +155,10 @@ def segment(
                     output, lambda p: write_segmentation(p, label_volume, selected, use_tg263))
             if labelmap:
                 result.outputs["labelmap"] = out.add(labelmap, lambda p: write_volume(label_volume, p))
-            if unc is not None and not isinstance(uncertainty, bool):
-                result.outputs["uncertainty"] = out.add(uncertainty, lambda p: write_volume(unc.maps[unc.primary], p))
+            if unc_path:
+                result.outputs["uncertainty"] = out.add(unc_path, lambda p: write_volume(unc.maps[unc.primary], p))
             result.outputs["provenance"] = out.add(
-                provenance_path or _sidecar(Path(output or labelmap or uncertainty)),
+                provenance_path or _sidecar(Path(writes)),
                 lambda p: Path(p).write_text(json.dumps(provenance, indent=2)))
             progress.cancel.raise_if_cancelled()
     progress.finish()

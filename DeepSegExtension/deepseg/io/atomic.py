@@ -34,12 +34,21 @@ class AtomicOutputs:
         self.overwrite = overwrite
         self._pending: list[tuple[Path, Path]] = []
 
+    def check(self, *paths: "str | Path | None") -> None:
+        """Refuse up front (before any long computation) outputs that exist or have no folder."""
+        for path in paths:
+            if path is None:
+                continue
+            final = Path(path).expanduser().resolve()
+            if final.exists() and not self.overwrite:
+                raise InputError(f"Output {final} already exists.", "Choose another path or pass --overwrite.")
+            if not final.parent.is_dir():
+                raise InputError(f"Output folder {final.parent} does not exist.",
+                                 "Create it first or choose another path.")
+
     def add(self, path: "str | Path", write: Callable[[Path], None]) -> Path:
+        self.check(path)
         final = Path(path).expanduser().resolve()
-        if final.exists() and not self.overwrite:
-            raise InputError(f"Output {final} already exists.", "Choose another path or pass --overwrite.")
-        if not final.parent.is_dir():
-            raise InputError(f"Output folder {final.parent} does not exist.", "Create it first or choose another path.")
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial{full_suffix(final)}")
         self._pending.append((tmp, final))
         write(tmp)
