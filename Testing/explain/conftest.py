@@ -18,8 +18,12 @@ def cue_net() -> torch.nn.Module:
     if path.exists():
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    net = train_cue_unet()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums depend on the thread count: train the same weights on every machine
+    try:
+        net = train_cue_unet()
+    finally:
+        torch.set_num_threads(threads)
     torch.save(net.state_dict(), path)
     return net
 
