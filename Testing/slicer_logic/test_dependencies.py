@@ -27,6 +27,18 @@ def test_shipped_requirements_are_met_in_the_test_environment():
     assert dependencies.plan(resource_path("requirements.txt")).empty
 
 
+def test_slicer_requirements_match_the_package_dependencies():
+    """Slicer installs Resources/requirements.txt; it must list exactly pyproject's runtime dependencies."""
+    import tomllib
+    from pathlib import Path
+
+    from deepseg.resources import resource_path
+
+    repo = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(dependencies.read_requirements(resource_path("requirements.txt"))) == sorted(declared)
+
+
 def test_ensure_asks_first_and_installs_only_what_is_missing(tmp_path):
     path = _requirements(tmp_path, ["numpy>=1", "deepseg-surely-not-installed>=1"])
     asked, installed = [], []
