@@ -7,7 +7,7 @@ from .errors import Cancelled, DeepSegError, InputError, ModelError  # noqa: E40
 from .volume import Volume  # noqa: E402
 
 __all__ = ["__version__", "Volume", "DeepSegError", "InputError", "ModelError", "Cancelled", "segment",
-           "read_volume", "load_model", "explain"]
+           "read_volume", "load_model"]
 
 
 def __getattr__(name: str):
@@ -18,9 +18,6 @@ def __getattr__(name: str):
     if name == "read_volume":
         from .io import read_volume
         return read_volume
-    if name == "explain":
-        from .explain import explain
-        return explain
     if name == "load_model":
         from .models.loaders import load_model
         return load_model
