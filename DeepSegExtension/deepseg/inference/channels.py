@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..models.base import require_channel_count
 from ..models.card import ModelCard
 from ..volume import Volume, check_image
 
@@ -35,12 +36,8 @@ def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[li
 
     if not inputs:
         raise InputError("No input image was given.", "Pass at least one --input.")
+    require_channel_count(card, len(inputs))
     expected = card.inputs
-    if len(inputs) != len(expected):
-        raise InputError(
-            f"Model {card.id!r} takes {len(expected)} input channel(s) ({', '.join(i.name for i in expected)}), "
-            f"but {len(inputs)} were given.",
-            "Pass one --input per channel, in this order: " + ", ".join(i.name for i in expected) + ".")
     notes: list[str] = []
     channels: list[Volume] = []
     for spec, item in zip(expected, inputs):

@@ -49,6 +49,16 @@ class Prepared:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+def require_channel_count(card: ModelCard, given: int) -> None:
+    """Refuse a wrong number of input channels, naming the model's channels in order."""
+    expected = [i.name for i in card.inputs]
+    if given != len(expected):
+        raise InputError(
+            f"Model {card.id!r} takes {len(expected)} input channel(s) ({', '.join(expected)}), "
+            f"but {given} were given.",
+            "Pass one --input per channel, in this order: " + ", ".join(expected) + ".")
+
+
 class SegmentationModel(ABC):
     """A loaded model: its card, its networks (one per fold) and how to run them."""
 
@@ -62,12 +72,7 @@ class SegmentationModel(ABC):
         return len(self.card.labels) + 1
 
     def check_channels(self, channels: Sequence[Volume]) -> None:
-        expected = [i.name for i in self.card.inputs]
-        if len(channels) != len(expected):
-            raise InputError(
-                f"Model {self.card.id!r} takes {len(expected)} input channel(s) ({', '.join(expected)}), "
-                f"but {len(channels)} were given.",
-                "Pass one --input per channel, in this order: " + ", ".join(expected) + ".")
+        require_channel_count(self.card, len(channels))
 
     @abstractmethod
     def prepare(self, channels: Sequence[Volume]) -> Prepared:
