@@ -39,14 +39,14 @@ def test_seg_nrrd_round_trip_keeps_labels_names_codes(tmp_path, oblique_volume, 
 
 
 def test_second_input_on_other_grid_is_resampled_and_user_told(oblique_volume, threshold_model_factory):
-    from deepseg.inference.channels import resample_to_grid
+    from deepseg.io import resample_onto
 
     model = threshold_model_factory(channels=2)
     other = oblique_volume.with_array(oblique_volume.array.copy())
     other.origin = tuple(np.add(other.origin, (1.5, 0, 0)))
     res = segment(model, [oblique_volume, other])
     assert any("resampled" in n for n in res.provenance["notes"])
-    assert resample_to_grid(other, oblique_volume).same_grid(oblique_volume)
+    assert resample_onto(other, oblique_volume).same_grid(oblique_volume)
 
 
 @pytest.mark.parametrize("make,match", [

@@ -143,7 +143,7 @@ def test_resample_round_trip_identity_shape_and_dtype(order):
 def test_prepare_restore_geometry_on_oblique_anisotropic_volume(oblique_volume):
     """The network grid covers exactly the input's extent; resampling matches SimpleITK on that
     grid; restore returns probabilities on the input grid that put the object where it was."""
-    from deepseg.inference.channels import resample_to_grid
+    from deepseg.io import resample_onto
 
     card = tiny_card("render-unet", normalization={"method": "none"}, target_spacing=[1.5, 1.5, 1.5])
     model = CardModel(card, [build_network(card).eval()])
@@ -157,7 +157,7 @@ def test_prepare_restore_geometry_on_oblique_anisotropic_volume(oblique_volume):
         np.testing.assert_allclose(oblique_volume.ijk_to_lps() @ [*corner, 1], grid.ijk_to_lps() @ [*scaled, 1],
                                    atol=1e-6)
     # intensities equal SimpleITK's linear resampling onto that grid (away from the border)
-    ref = resample_to_grid(oblique_volume, grid.with_array(np.zeros(grid.shape, np.float32)))
+    ref = resample_onto(oblique_volume, grid.with_array(np.zeros(grid.shape, np.float32)))
     inner = (slice(1, -1),) * 3
     np.testing.assert_allclose(prepared.image[0][inner], ref.array[inner], atol=1e-2)
     # restore: logits that mark the bright object come back on the input grid, in the right place

@@ -69,9 +69,9 @@ def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, 
             else:
                 region = read_volume(region)
         if not region.same_grid(reference):
-            from ..inference.channels import resample_to_grid
+            from ..io import resample_onto
 
-            region = resample_to_grid(region, reference, order=0)
+            region = resample_onto(region, reference, nearest=True)
         arr = region.array
     arr = np.asarray(arr)
     mask = arr == value if np.any(arr == value) and value != 0 else arr != 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import numpy as np
-
 from ..errors import InputError
 from ..models.base import require_channel_count
 from ..models.card import ModelCard
@@ -14,25 +12,13 @@ from ..volume import Volume, check_image
 log = logging.getLogger(__name__)
 
 
-def resample_to_grid(volume: Volume, reference: Volume, order: int = 1) -> Volume:
-    """Resample ``volume`` onto ``reference``'s voxel grid (linear by default, nearest for labels)."""
-    import SimpleITK as sitk
-
-    from ..io import volume_from_sitk, volume_to_sitk
-
-    interp = sitk.sitkLinear if order == 1 else sitk.sitkNearestNeighbor
-    moved = sitk.Resample(volume_to_sitk(volume.with_array(volume.array.astype(np.float32))),
-                          volume_to_sitk(reference), sitk.Transform(), interp, 0.0, sitk.sitkFloat32)
-    return volume_from_sitk(moved, name=volume.name)
-
-
 def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[list[Volume], list[str]]:
     """Read, validate and align the inputs; returns the channels and notes for the user.
 
     The first input defines the output grid.  Inputs on other grids are resampled onto it (and the
     user is told); a DICOM input whose modality differs from the model's is refused.
     """
-    from ..io import read_volume
+    from ..io import read_volume, resample_onto
 
     if not inputs:
         raise InputError("No input image was given.", "Pass at least one --input.")
@@ -52,6 +38,6 @@ def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[li
                     f"it was resampled (linear) onto the first input's grid.")
             log.warning(note)
             notes.append(note)
-            vol = resample_to_grid(vol, channels[0])
+            vol = resample_onto(vol, channels[0])
         channels.append(vol)
     return channels, notes

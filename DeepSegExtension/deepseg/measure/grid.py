@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import numpy as np
-
-from ..io import volume_from_sitk, volume_to_sitk
+from ..io import resample_onto, volume_to_sitk
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -18,14 +16,9 @@ def resample_labels(labels: Volume, target: Volume, transform=None) -> Volume:
 
     ``transform`` (a SimpleITK transform) maps target physical points to ``labels``' physical
     points, as SimpleITK's resampler expects (e.g. the result of ``rigid_register``)."""
-    import SimpleITK as sitk
-
     if transform is None and labels.same_grid(target):
         return labels
-    ref = volume_to_sitk(target.with_array(np.zeros(target.shape, np.uint8)))
-    out = sitk.Resample(volume_to_sitk(labels.with_array(labels.array.astype(np.uint32))), ref,
-                        transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt32)
-    return volume_from_sitk(out, name=labels.name)
+    return resample_onto(labels, target, nearest=True, transform=transform)
 
 
 def rigid_register(fixed: Volume, moving: Volume, fixed_mask: Optional[Volume] = None):

@@ -29,18 +29,11 @@ def conformed_grid(volume: Volume, size: int = CONFORM_SIZE, spacing: float = 1.
 def resample_to(array: np.ndarray, source: Volume, target: Volume, *, linear: bool = True,
                 default: float = 0.0) -> np.ndarray:
     """``array`` (``[k, j, i]`` on ``source``'s grid) sampled on ``target``'s grid, float32."""
-    if source.same_grid(target):
-        return np.array(array, dtype=np.float32, copy=True)
-    import SimpleITK as sitk
+    from ..io import resample_onto
 
-    from ..io import volume_to_sitk
-
-    image = volume_to_sitk(source.with_array(np.ascontiguousarray(array, dtype=np.float32)))
-    out = sitk.Resample(image, [int(s) for s in target.size_ijk], sitk.Transform(),
-                        sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
-                        target.origin, target.spacing, tuple(target.direction.ravel()),
-                        float(default), sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
+    moved = resample_onto(source.with_array(np.asarray(array, dtype=np.float32)), target, nearest=not linear,
+                          default=default)
+    return moved.array.astype(np.float32, copy=False)
 
 
 def conform(volume: Volume) -> Volume:
