@@ -40,7 +40,7 @@ SHAPE = [
     Measurement("volume_mm3", "Volume", "mm3", "Voxel count x voxel volume."),
     Measurement("volume_mL", "Volume", "mL", "Voxel count x voxel volume, in millilitres (cm3)."),
     Measurement("surface_area_mm2", "Surface area", "mm2",
-                "Area of the closed surface (marching cubes at the 0.5 level of the mask, no smoothing)."),
+                "Area of the closed surface (marching cubes at the 0.5 level of the mask, 20 Taubin smoothing passes)."),
     Measurement("sphericity", "Sphericity", "", "pi^(1/3) (6 V)^(2/3) / A of the closed surface; 1 for a sphere."),
     Measurement("max_diameter_mm", "Maximum 3D diameter", "mm",
                 "Largest distance between two voxel centres of the segment (Feret diameter)."),
