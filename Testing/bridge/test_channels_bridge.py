@@ -2,8 +2,6 @@
 documented in ``deepseg_slicer.channels`` (most specific pattern first, each node used once)."""
 from __future__ import annotations
 
-import numpy as np
-
 from deepseg.models.card import InputSpec
 from deepseg_slicer.channels import assign_channels, matches
 from deepseg_slicer import mrml

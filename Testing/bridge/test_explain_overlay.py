@@ -12,7 +12,7 @@ def test_heatmap_overlay_with_perceptual_colours_and_threshold_segment(scene):
     heat[2:4, 3:6, 4:8] = np.linspace(0.5, 1.0, 24).reshape(2, 3, 4)
     vol = Volume(heat, spacing=(0.8, 0.9, 2.0), origin=(1.0, -2.0, 3.0), name="liver gradcam")
     color = mrml.heat_color_node(scene)
-    assert mrml.heat_color_node(scene) is color or mrml.heat_color_node(scene).GetID() == color.GetID()  # added once
+    assert mrml.heat_color_node(scene).GetID() == color.GetID()  # the table is added to the scene once, then reused
     node = mrml.heatmap_to_node(vol, scene, colormap=color.GetName(), value_range=(0.0, 1.0))
     assert node.GetDisplayNode().GetColorNodeID() == color.GetID()
     lut = color.GetLookupTable()

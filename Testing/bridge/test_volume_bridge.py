@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import slicer
 import vtk
 
 from deepseg.errors import InputError
-from deepseg.volume import Volume
 from deepseg_slicer import mrml
 
 

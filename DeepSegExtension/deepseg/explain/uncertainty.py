@@ -24,9 +24,6 @@ from ..models.card import LabelInfo
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 
-MEASURES = ("entropy", "variance", "disagreement")
-
-
 def entropy(probabilities: np.ndarray) -> np.ndarray:
     """Normalised Shannon entropy ``(k, j, i)`` of class probabilities ``(K, k, j, i)``."""
     p = np.clip(np.asarray(probabilities, dtype=np.float32), 1e-12, 1.0)

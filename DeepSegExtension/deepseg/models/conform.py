@@ -34,9 +34,3 @@ def resample_to(array: np.ndarray, source: Volume, target: Volume, *, linear: bo
     moved = resample_onto(source.with_array(np.asarray(array, dtype=np.float32)), target, nearest=not linear,
                           default=default)
     return moved.array.astype(np.float32, copy=False)
-
-
-def conform(volume: Volume) -> Volume:
-    """``volume`` linearly resampled onto its conformed grid (float32)."""
-    grid = conformed_grid(volume)
-    return grid.with_array(resample_to(volume.array, volume, grid, linear=True))
