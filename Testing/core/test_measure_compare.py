@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepseg.measure.compare import compare_masks, compare_segmentations, match_segments
+from deepseg.measure.compare import compare_masks, compare_segmentations, dice, match_segments
 from deepseg.models.card import Code, LabelInfo
 from deepseg.volume import Volume
 
@@ -45,12 +45,19 @@ def test_metrics_match_monai(seed):
     theirs = _monai(test, ref, spacing_ijk[::-1], 1.5)
     for key, value in theirs.items():
         assert ours[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+    assert dice(test, ref) == pytest.approx(theirs["dice"], rel=1e-4, abs=1e-4)  # the overlap-only shortcut
     tp = (test & ref).sum()
     assert ours["sensitivity"] == pytest.approx(tp / ref.sum())
     assert ours["precision"] == pytest.approx(tp / test.sum())
     voxel_mL = np.prod(spacing_ijk) / 1000
     assert ours["volume_difference_mL"] == pytest.approx((test.sum() - ref.sum()) * voxel_mL)
     assert ours["volume_difference_percent"] == pytest.approx(100 * (test.sum() - ref.sum()) / ref.sum())
+
+
+def test_overlap_only_dice_follows_the_empty_conventions():
+    empty, full = np.zeros((4, 4, 4), bool), np.ones((4, 4, 4), bool)
+    assert dice(empty, empty) == compare_masks(empty, empty, (1, 1, 1))["dice"] == 1.0
+    assert dice(empty, full) == compare_masks(empty, full, (1, 1, 1))["dice"] == 0.0
 
 
 def test_identical_masks_are_perfect():

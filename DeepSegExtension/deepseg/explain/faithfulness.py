@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..measure.compare import dice
 from ..volume import Volume
 
 FRACTIONS = (0.01, 0.05, 0.2)
@@ -51,11 +52,6 @@ def top_fraction(heat: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray
     key = heat.ravel().astype(np.float32) + jitter
     mask[np.argpartition(-key, n - 1)[:n]] = True
     return mask.reshape(heat.shape)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
 @dataclass

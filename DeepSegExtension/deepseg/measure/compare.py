@@ -92,6 +92,13 @@ def _directed_distances(from_surface: np.ndarray, to_surface: np.ndarray, spacin
     return ndimage.distance_transform_edt(~to_surface, sampling=spacing_kji)[from_surface]
 
 
+def dice(test: np.ndarray, reference: np.ndarray) -> float:
+    """Dice of two boolean masks alone (1.0 when both are empty, as in ``compare_masks``): for loops
+    that need only overlap, such as training evaluation and faithfulness re-segmentations."""
+    total = int(test.sum()) + int(reference.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(test, reference).sum()) / total
+
+
 def compare_masks(test: np.ndarray, reference: np.ndarray, spacing: Sequence[float], tolerance_mm: float = 2.0) -> dict:
     """All metrics for two boolean masks on one grid (``spacing`` in i, j, k order, mm)."""
     voxel_mL = float(np.prod(spacing)) / 1000.0

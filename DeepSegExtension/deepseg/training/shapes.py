@@ -78,7 +78,7 @@ def shapes_card(fmt: str, patch_size: Sequence[int] = (32, 32, 32), architecture
 def evaluate(model, cases: Sequence[Case]) -> dict:
     """Per-class Dice on ``cases`` through ``deepseg.segment`` (all refinements included)."""
     from ..inference.pipeline import segment
-    from ..measure.compare import compare_masks
+    from ..measure.compare import dice
 
     per_class: dict[str, list[float]] = {lab.name: [] for lab in model.card.labels}
     unrefined: list[float] = []  # mean Dice of the plain arg-max (before model.refine)
@@ -87,9 +87,8 @@ def evaluate(model, cases: Sequence[Case]) -> dict:
         raw = model.labels_from_probabilities(result.probabilities)
         raw_dice = []
         for lab in model.card.labels:
-            spacing = channels[0].spacing
-            per_class[lab.name].append(compare_masks(result.labels.array == lab.value, gt == lab.value, spacing)["dice"])
-            raw_dice.append(compare_masks(raw == lab.value, gt == lab.value, spacing)["dice"])
+            per_class[lab.name].append(dice(result.labels.array == lab.value, gt == lab.value))
+            raw_dice.append(dice(raw == lab.value, gt == lab.value))
         unrefined.append(float(np.mean(raw_dice)))
     dice = {k: float(np.mean(v)) for k, v in per_class.items()}
     return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
