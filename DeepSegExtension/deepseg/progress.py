@@ -6,7 +6,6 @@ at the next step without leaving partial outputs behind.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,8 +69,3 @@ class Progress:
 def progress_line(stage: str, done: int, total: int) -> str:
     """Machine-readable progress line (parsed by the Slicer panels): ``PROGRESS <stage> <done>/<total>``."""
     return f"PROGRESS {stage} {done}/{total}"
-
-
-def print_progress(stage: str, done: int, total: int, stream=sys.stderr) -> None:
-    """Default CLI callback: one parseable line per event."""
-    print(progress_line(stage, done, total), file=stream, flush=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import deepseg
+from deepseg.options import SegmentOptions
 
 
 def python_executable() -> str:
@@ -37,26 +38,11 @@ def deepseg_env(base: Optional[dict] = None, threads: Optional[int] = None) -> d
     return env
 
 
-def segment_args(model: str, inputs: Sequence["str | Path"], output: "str | Path", *, device: str = "auto",
-                 fast: bool = False, structures: Optional[Sequence[str]] = None, tg263: bool = False,
-                 keep_largest: bool = False, min_component_ml: float = 0.0) -> list[str]:
-    """Arguments of ``deepseg segment`` for one run (see ``deepseg segment --help``).
-
-    ``fast`` lowers the sliding-window overlap to 25 % (about 3x fewer windows than nnU-Net's 50 %),
-    which every model format accepts; the result can differ slightly at window seams.
-    """
+def run_args(model: str, inputs: Sequence["str | Path"], options: SegmentOptions,
+             names: Optional[Sequence[str]] = None) -> list[str]:
+    """``--model``, one ``--input`` per channel, the run ``options`` (only ``names`` if given) and
+    machine-readable progress: the common part of ``deepseg segment`` and ``deepseg explain``."""
     args = ["--model", model]
     for path in inputs:
         args += ["--input", str(path)]
-    args += ["--output", str(output), "--device", device, "--progress", "lines"]
-    if fast:
-        args += ["--overlap", "0.25"]
-    if structures:
-        args += ["--structures", ",".join(str(s) for s in structures)]
-    if tg263:
-        args.append("--tg263")
-    if keep_largest:
-        args.append("--keep-largest")
-    if min_component_ml > 0:
-        args += ["--min-component-ml", f"{min_component_ml:g}"]
-    return args
+    return args + options.to_argv(names) + ["--progress", "lines"]

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from deepseg.errors import Cancelled, DeepSegError, InputError
+from deepseg.options import EXPLAIN_OPTIONS, SegmentOptions
 from deepseg.volume import Volume
 
 from . import commands, mrml
@@ -45,16 +46,10 @@ class SegmentRequest:
 
     model: str
     input_nodes: Sequence  # volume nodes in the model's input order
+    options: SegmentOptions = field(default_factory=SegmentOptions)
     output_node: object = None  # existing segmentation node to replace, or None for a new one
-    structures: Optional[Sequence[str]] = None
-    use_tg263: bool = False
-    fast: bool = False
-    device: str = "auto"
-    keep_largest: bool = False
-    min_component_ml: float = 0.0
     roi_node: object = None
     name: Optional[str] = None
-    extra_args: list = field(default_factory=list)
 
 
 class CliTask:
@@ -157,10 +152,8 @@ class SegmentTask(CliTask):
     def prepare(self) -> tuple[str, list[str]]:
         r = self.request
         inputs = [self.write_input(node, f"input_{n}", r.roi_node) for n, node in enumerate(r.input_nodes)]
-        args = commands.segment_args(r.model, inputs, self.workdir / "result.seg.nrrd", device=r.device,
-                                     fast=r.fast, structures=r.structures, tg263=r.use_tg263,
-                                     keep_largest=r.keep_largest, min_component_ml=r.min_component_ml)
-        return "segment", args + list(r.extra_args)
+        args = commands.run_args(r.model, inputs, r.options)
+        return "segment", args + ["--output", str(self.workdir / "result.seg.nrrd")]
 
     def import_outputs(self):
         from deepseg.export.seg_nrrd import read_seg_nrrd
@@ -195,8 +188,8 @@ class ExplainRequest:
     segmentation_node: object
     segment_id: str
     method: str = "gradcam"
-    uncertainty: bool = True
-    device: str = "auto"
+    # the run options; the Explain panel asks for the mirroring-TTA uncertainty map by default
+    options: SegmentOptions = field(default_factory=lambda: SegmentOptions(tta=True, uncertainty=True))
     colormap: str = "Inferno"
     uncertainty_colormap: str = "Inferno"
     threshold: Optional[float] = None
@@ -223,15 +216,10 @@ class ExplainTask(CliTask):
         inputs = [self.write_input(node, f"input_{n}") for n, node in enumerate(r.input_nodes)]
         region, _ = mrml.segmentation_to_labels(r.segmentation_node, r.input_nodes[0], [r.segment_id])
         write_volume(region, self.workdir / "region.nrrd")
-        args = ["--model", r.model]
-        for path in inputs:
-            args += ["--input", str(path)]
-        args += ["--segment", self.segment_name, "--region", str(self.workdir / "region.nrrd"),
-                 "--output", str(self.workdir / "heatmap.nrrd"), "--method", r.method, "--device", r.device,
-                 "--progress", "lines"]
-        if r.uncertainty:
-            args += ["--uncertainty", str(self.workdir / "uncertainty.nrrd")]
-        return "explain", args
+        options = r.options.replace(uncertainty=self.workdir / "uncertainty.nrrd" if r.options.uncertainty else False)
+        args = commands.run_args(r.model, inputs, options, EXPLAIN_OPTIONS)
+        return "explain", args + ["--segment", self.segment_name, "--region", str(self.workdir / "region.nrrd"),
+                                  "--output", str(self.workdir / "heatmap.nrrd"), "--method", r.method]
 
     def import_outputs(self):
         from deepseg.io import read_volume
@@ -241,7 +229,7 @@ class ExplainTask(CliTask):
         out = {"heatmap": mrml.heatmap_to_node(
             read_volume(self.workdir / "heatmap.nrrd"), self.scene, name=f"{self.segment_name} {r.method}",
             colormap=r.colormap, value_range=(0.0, 1.0), threshold=r.threshold, source_node=source), "uncertainty": None}
-        if r.uncertainty:
+        if r.options.uncertainty:
             out["uncertainty"] = mrml.heatmap_to_node(
                 read_volume(self.workdir / "uncertainty.nrrd"), self.scene, name=f"{self.segment_name} uncertainty",
                 colormap=r.uncertainty_colormap, value_range=(0.0, 1.0), source_node=source)

@@ -11,6 +11,7 @@ import pytest
 
 from deepseg_slicer import mrml
 from deepseg_slicer.selftest import make_test_model, synthetic_ct
+from deepseg.options import SegmentOptions
 from deepseg_slicer.tasks import SegmentRequest, SegmentTask
 
 
@@ -37,7 +38,7 @@ def test_background_run_imports_same_labels_as_in_process(scene, test_model):
     volume = synthetic_ct()
     node = mrml.volume_to_node(volume, scene)
     events, logs, done = [], [], []
-    task = SegmentTask(SegmentRequest(str(test_model), [node], structures=["Spleen", "Liver"], use_tg263=True),
+    task = SegmentTask(SegmentRequest(str(test_model), [node], SegmentOptions(structures=["Spleen", "Liver"], use_tg263=True)),
                        scene, on_progress=events.append, on_log=logs.append, on_done=done.append, threads=1)
     seg_node = task.start().wait(timeout=600)
     assert done == [task] and task.workdir is None  # temp folder removed
@@ -72,7 +73,7 @@ def test_multi_input_run_assigns_channels_by_name(scene, two_channel_model):
 def test_cancel_mid_run_leaves_no_node_and_no_process(scene, test_model):
     node = mrml.volume_to_node(synthetic_ct(shape=(48, 160, 160)), scene)
     seen = []
-    task = SegmentTask(SegmentRequest(str(test_model), [node], extra_args=["--overlap", "0.85"]), scene,
+    task = SegmentTask(SegmentRequest(str(test_model), [node], SegmentOptions(overlap=0.85)), scene,
                        on_progress=seen.append, threads=1)
     task.start()
     pid = task.job.runner.pid

@@ -39,7 +39,7 @@ def test_cli_explain_writes_maps_and_scores(cue_model_folder, cue_case, tmp_path
     assert heat.same_grid(vol) and 0 <= heat.array.min() and heat.array.max() == pytest.approx(1.0, abs=1e-6)
     assert heat.array[CUE].mean() > heat.array.mean()  # the cue matters through the CLI too
     unc = read_volume(unc_path)
-    assert unc.same_grid(vol) and summary["uncertainty"]["measure"] == "variance"
+    assert unc.same_grid(vol) and summary["uncertainty"]["measure"] == "entropy"  # one fold, no --tta
     f = summary["faithfulness"]
     assert set(f["deletion"]) == {"0.01", "0.05", "0.2"} and 0 <= f["prediction_preserved"] <= 1
 
@@ -57,16 +57,19 @@ def test_cli_list_layers_and_refusals(cue_model_folder, cue_case, tmp_path, caps
     assert not (tmp_path / "h.nii.gz").exists()
 
 
-def test_segment_uncertainty_option(cue_model_folder, cue_case, tmp_path, capsys):
+@pytest.mark.parametrize("tta,measure", [([], "entropy"), (["--tta"], "variance")])
+def test_segment_uncertainty_option(cue_model_folder, cue_case, tmp_path, capsys, tta, measure):
     vol, block = cue_case
     image = tmp_path / "case.nii.gz"
     write_volume(vol, image)
     code = main(["segment", "--model", str(cue_model_folder), "--input", str(image), "--labelmap",
                  str(tmp_path / "labels.nii.gz"), "--uncertainty", str(tmp_path / "entropy.nii.gz"), "--device", "cpu",
-                 "--progress", "none", "--json"])
+                 "--progress", "none", "--json", *tta])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["uncertainty"]["measure"] == "entropy"  # one fold, no --tta
+    assert summary["uncertainty"]["measure"] == measure  # one fold: entropy, with --tta: mirroring variance
+    if tta:
+        return  # the cue is not mirror-symmetric: the mirrored members need not find the target
     entropy = read_volume(tmp_path / "entropy.nii.gz")
     labels = read_volume(tmp_path / "labels.nii.gz").array
     assert entropy.same_grid(vol) and 0 <= entropy.array.min() and entropy.array.max() <= 1

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="process-group semantics
 
 WORKER = textwrap.dedent("""
     import subprocess, sys, time
-    from deepseg.progress import print_progress
+    from deepseg.cli.common import progress_callback
+    print_progress = progress_callback("lines")  # what the CLI prints with --progress lines
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     print(f"CHILD {child.pid}", flush=True)
     print_progress("load", 0, 0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from deepseg.options import EXPLAIN_METHODS as METHODS
+from deepseg.options import SegmentOptions
 from deepseg_slicer import mrml
 from deepseg_slicer.channels import assign_nodes, model_inputs, scene_volumes
 from deepseg_slicer.logic import DeepSegLogicBase
@@ -20,7 +22,6 @@ from deepseg_slicer.tasks import ExplainRequest, ExplainTask
 
 from .Parameters import DeepSegExplainParameterNode
 
-METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
 COLORMAPS = ("Inferno", "Viridis", "PET-Heat", "Rainbow", "fMRI", "Grey")
 
 
@@ -55,8 +56,9 @@ class DeepSegExplainLogic(DeepSegLogicBase):
                 threshold: Optional[float] = None, wait: bool = False, onProgress=None, onLog=None, onDone=None):
         """Heat map (and uncertainty map) of one segment; with ``wait`` returns
         ``{"heatmap": node, "uncertainty": node or None}``."""
+        options = SegmentOptions(device=device, tta=True, uncertainty=uncertainty)
         request = ExplainRequest(model, list(inputNodes), segmentationNode, segmentId, method=method,
-                                 uncertainty=uncertainty, device=device, colormap=colormap, threshold=threshold)
+                                 options=options, colormap=colormap, threshold=threshold)
         return self.run(ExplainTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)
 
     def showOverlay(self, backgroundNode, mapNode, *, colormap: Optional[str] = None, opacity: float = 0.5,

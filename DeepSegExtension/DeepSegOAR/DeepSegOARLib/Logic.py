@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from deepseg.options import FAST_OVERLAP, SegmentOptions
 from deepseg_slicer.logic import DeepSegLogicBase
 from deepseg_slicer.models import OAR_GROUPS, model_choices
 from deepseg_slicer.tasks import SegmentRequest, SegmentTask
@@ -34,6 +35,7 @@ class DeepSegOARLogic(DeepSegLogicBase):
         segmentation node to replace (default: a new one next to the volume).  With ``wait=True``
         returns the segmentation node (raising the run's error); otherwise returns the running task.
         """
-        request = SegmentRequest(model, [volumeNode], output_node=outputNode, structures=structures,
-                                 use_tg263=useTG263, fast=fast, device=device)
+        options = SegmentOptions(device=device, overlap=FAST_OVERLAP if fast else None, structures=structures,
+                                 use_tg263=useTG263)
+        request = SegmentRequest(model, [volumeNode], options, output_node=outputNode)
         return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)

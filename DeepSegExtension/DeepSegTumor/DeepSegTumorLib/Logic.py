@@ -17,6 +17,7 @@ from deepseg_slicer import mrml
 from deepseg_slicer.channels import assign_nodes, model_inputs, scene_volumes
 from deepseg_slicer.logic import DeepSegLogicBase
 from deepseg_slicer.models import TUMOUR_GROUPS, model_choices
+from deepseg.options import FAST_OVERLAP, SegmentOptions
 from deepseg_slicer.tasks import SegmentRequest, SegmentTask
 
 from .Parameters import DeepSegTumorParameterNode
@@ -47,8 +48,9 @@ class DeepSegTumorLogic(DeepSegLogicBase):
         ``roiNode`` restricts inference to the ROI's box; ``minLesionSizeMl`` removes smaller
         components; ``keepLargest`` keeps only the largest component of each structure.
         """
-        request = SegmentRequest(model, list(inputNodes), output_node=outputNode, fast=fast, device=device,
-                                 keep_largest=keepLargest, min_component_ml=minLesionSizeMl, roi_node=roiNode)
+        options = SegmentOptions(device=device, overlap=FAST_OVERLAP if fast else None, keep_largest=keepLargest,
+                                 min_component_ml=minLesionSizeMl)
+        request = SegmentRequest(model, list(inputNodes), options, output_node=outputNode, roi_node=roiNode)
         return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)
 
     @staticmethod

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import EXPLAIN_METHODS, EXPLAIN_OPTIONS, SegmentOptions
 from .common import add_progress_option, emit, progress_callback
-
-METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")  # = deepseg.explain.METHODS (kept import-light)
 
 
 def register(sub) -> None:
@@ -17,20 +16,16 @@ def register(sub) -> None:
                    help="image file or DICOM folder; repeat once per model channel, in the model's order")
     p.add_argument("--segment", help="structure to explain: label name, TG-263 name or label value")
     p.add_argument("--output", help="heat map to write (.nii.gz, .nrrd, .mha)")
-    p.add_argument("--method", choices=METHODS, default="gradcam",
+    p.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam",
                    help="gradcam (default), gradcam++, hirescam, or layer-sum (Grad-CAM summed over decoder stages)")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="take the map from this layer (repeat to sum several); see --list-layers")
     p.add_argument("--list-layers", action="store_true", help="list valid --layer names and the defaults, then exit")
     p.add_argument("--region", metavar="PATH",
                    help="explain this region (label map or .seg.nrrd) instead of the predicted segment")
-    p.add_argument("--uncertainty", metavar="PATH",
-                   help="also write an uncertainty map (fold disagreement, else TTA variance, else entropy)")
     p.add_argument("--faithfulness", action="store_true",
                    help="also score the map: deletion/insertion Dice and Prediction/Image Preserved (re-runs the model 7x)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--overlap", type=float, help="sliding-window overlap 0-0.9 (default: the model's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    SegmentOptions.add_arguments(p, EXPLAIN_OPTIONS)
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     add_progress_option(p)
     p.set_defaults(func=run)
@@ -57,22 +52,21 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in ("input", "segment", "output") if not getattr(args, n)]
     if missing:
         raise SystemExit(f"deepseg explain: give {', '.join(missing)} (or --list-layers)")
-    if args.overlap is not None and not 0 <= args.overlap < 1:
-        raise SystemExit("deepseg explain: --overlap must be in [0, 1)")
-    from ..explain import explain, uncertainty_maps
+    from ..explain import explain
     from ..explain.uncertainty import uncertainty_summary
     from ..io import AtomicOutputs, write_volume
     from ..models.loaders import load_model
     from ..progress import Progress
 
+    options = SegmentOptions.from_args(args)
     progress = Progress(progress_callback(args.progress), args.cancel)
-    model = load_model(args.model)
+    model = load_model(args.model, folds=options.folds)
+    options = options.replace(folds=None)  # the loader selected them
     result = explain(model, args.input, args.segment, method=args.method, layer=args.layer, region=args.region,
-                     device=args.device, overlap=args.overlap, progress=progress)
+                     options=options, progress=progress)
     summary = {"outputs": {}, **result.info}
-    unc = None
-    if args.uncertainty:
-        unc = uncertainty_maps(model, args.input, device=args.device, overlap=args.overlap, progress=progress)
+    unc = result.uncertainty
+    if unc is not None:
         summary["uncertainty"] = uncertainty_summary(unc)
     if args.faithfulness:
         from ..explain.faithfulness import evaluate_map, model_segmenter
@@ -80,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
         channels, _ = load_channels(list(args.input), model.card)
         progress.stage("faithfulness")
-        score = evaluate_map(model_segmenter(model, args.device, args.cancel), channels, result.labels.array,
+        score = evaluate_map(model_segmenter(model, options.device, args.cancel), channels, result.labels.array,
                              result.info["value"], result.heatmap.array, step=progress.step)
         summary["faithfulness"] = score.to_json()
-    with AtomicOutputs(overwrite=args.overwrite) as out:
+    with AtomicOutputs(overwrite=options.overwrite) as out:
         summary["outputs"]["heatmap"] = str(out.add(args.output, lambda p: write_volume(result.heatmap, p)))
-        if unc is not None:
+        if unc is not None and not isinstance(options.uncertainty, bool):
             vol = unc.maps[unc.primary]
-            summary["outputs"]["uncertainty"] = str(out.add(args.uncertainty, lambda p: write_volume(vol, p)))
+            summary["outputs"]["uncertainty"] = str(out.add(options.uncertainty, lambda p: write_volume(vol, p)))
         args.cancel.raise_if_cancelled()
     lines = [f"{result.info['method']} map of '{result.info['segment']}' from layer(s) {', '.join(result.info['layers'])}"]
     if result.info["all_zero"]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.base import SegmentationModel, WindowSpec
+from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .cam import METHODS, cam_network_space
@@ -25,12 +26,14 @@ from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
 @dataclass
 class ExplanationResult:
     """``heatmap``: float32 Volume on the first input's grid, in [0, 1]; ``labels``: the prediction
-    explained; ``region``: the target region (input grid); ``info``: method, layers, timings..."""
+    explained; ``region``: the target region (input grid); ``info``: method, layers, timings...;
+    ``uncertainty``: the prediction's ``UncertaintyResult`` when the options asked for it."""
 
     heatmap: Volume
     labels: Volume
     region: np.ndarray
     info: dict = field(default_factory=dict)
+    uncertainty: Optional[object] = None
 
 
 def _load(model: "str | Path | SegmentationModel", folds: Optional[Sequence[int]] = None) -> SegmentationModel:
@@ -110,16 +113,18 @@ def explain(
     method: str = "gradcam",
     layer: "str | Sequence[str] | None" = None,
     region: "str | Path | Volume | np.ndarray | None" = None,
-    device: str = "auto",
-    overlap: Optional[float] = None,
+    options: Optional[SegmentOptions] = None,
     progress: "Progress | ProgressCallback | None" = None,
     cancel: Optional[CancelToken] = None,
+    **option_values,
 ) -> ExplanationResult:
     """Attribution map of ``segment`` (label name, TG-263 name or value) for ``inputs``.
 
     ``method``: gradcam, gradcam++, hirescam or layer-sum; ``layer``: module name(s) to take the
     map from (default per architecture, see ``list_layers``); ``region``: explain this region
-    instead of the predicted segment.
+    instead of the predicted segment.  Run options (``device``, ``tta``, ``folds``, ``overlap``,
+    ``uncertainty``...) as in ``deepseg.segment``: the prediction explained is the one ``segment``
+    gives with them, and its uncertainty maps come from that same run.
     """
     from ..inference.channels import load_channels
     from ..inference.device import resolve_device
@@ -129,15 +134,18 @@ def explain(
         raise InputError(f"Unknown explanation method {method!r}.", "Choose one of: " + ", ".join(METHODS) + ".")
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
-    model = _load(model)
+    opts = SegmentOptions.build(options, **option_values)
+    model = _load(model, opts.folds)
     label = model.card.label(segment)
     class_index = [lab.value for lab in model.card.labels].index(label.value) + 1
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
+    overlap = opts.overlap
     t0 = time.perf_counter()
 
     channels, _ = load_channels(list(inputs), model.card)
     reference = channels[0]
-    seg = run_segment(model, channels, device=str(dev), overlap=overlap,
+    seg = run_segment(model, channels, options=opts.replace(folds=None, overwrite=False, device=str(dev),
+                                                            uncertainty=bool(opts.uncertainty)),
                       progress_callback=progress.callback, cancel=progress.cancel)
     t_segment = time.perf_counter() - t0
     if region is None:
@@ -177,4 +185,4 @@ def explain(
         "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),
-                             seg.labels, mask, info)
+                             seg.labels, mask, info, seg.uncertainty)

@@ -33,10 +33,9 @@ from ..errors import ModelError
 from ..inference.device import resolve_device, use_all_cores
 from ..inference.sliding_window import blend_weights, plan_windows
 from ..models.base import WindowSpec
+from ..options import EXPLAIN_METHODS as METHODS
 from ..progress import Progress
 from .layers import as_volume_map, network_output
-
-METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
 
 
 def layer_map(method: str, activations: torch.Tensor, gradients: torch.Tensor) -> np.ndarray:

@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import InputError
 from ..models.base import SegmentationModel
 from ..models.card import LabelInfo
+from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .channels import load_channels
@@ -59,111 +60,151 @@ def segment(
     output: "str | Path | None" = None,
     labelmap: "str | Path | None" = None,
     provenance_path: "str | Path | None" = None,
-    device: str = "auto",
-    tta: bool = False,
-    folds: Optional[Sequence[int]] = None,
-    overlap: Optional[float] = None,
-    keep_largest: bool = False,
-    min_component_ml: float = 0.0,
-    fill_holes: bool = False,
-    structures: Optional[Sequence["str | int"]] = None,
-    use_tg263: bool = False,
+    options: Optional[SegmentOptions] = None,
     return_probabilities: bool = False,
-    uncertainty: "bool | str | Path" = False,
-    overwrite: bool = False,
     progress_callback: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    **option_values,
 ) -> SegmentationResult:
     """Segment ``inputs`` (one per model channel: paths or ``Volume``s) with ``model`` (id, folder or
     loaded model).  Writes ``output`` (.seg.nrrd or NIfTI), ``labelmap`` and a provenance JSON next to
     ``output`` only when everything succeeded; returns the result in memory either way.
 
+    Run options come as ``options`` (a ``SegmentOptions``) and/or as keywords of the same names
+    (``device``, ``tta``, ``folds``, ``overlap``, ``keep_largest``, ``min_component_ml``, ``fill_holes``,
+    ``structures``, ``use_tg263``, ``uncertainty``, ``overwrite``); keywords override ``options``.
     ``uncertainty`` (True, or a path to write the map to) runs the ensemble member by member (folds x
     mirrorings) to get uncertainty maps and a per-structure review ranking from the same single run."""
-    from ..io import AtomicOutputs, write_volume
-    from ..models.loaders import load_model
+    opts = SegmentOptions.build(options, **option_values)
+    targets = output_paths(opts, output, labelmap, provenance_path)
+    from ..io import AtomicOutputs
 
+    AtomicOutputs(opts.overwrite).check(*targets.values())  # refuse existing outputs before any work
     progress = Progress(progress_callback, cancel or CancelToken())
     started = time.time()
-    unc_path = None if isinstance(uncertainty, bool) else uncertainty
-    writes = output or labelmap or unc_path
-    if writes:
-        AtomicOutputs(overwrite).check(output, labelmap, unc_path,
-                                       provenance_path or _sidecar(Path(writes)))
     progress.stage("load")
-    if not isinstance(model, SegmentationModel):
-        model_ref = str(model)
-        model = load_model(model, folds=folds)
-        folds = None  # the loader already selected them
-    else:
-        model_ref = model.card.id
-    selected = _select_structures(model, structures)
+    model, model_ref, folds = load(model, opts)
     channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card)
-    reference = channels[0]
-
-    from .device import resolve_device
-
-    dev = resolve_device(device)
-    unc = None
-    if uncertainty:
-        from ..explain.uncertainty import uncertainty_maps
-
-        unc = uncertainty_maps(model, channels, tta=tta, folds=folds, device=dev, overlap=overlap, progress=progress)
-        probabilities, labels = unc.probabilities, unc.labels.array
-        progress.stage("postprocess")
-    else:
-        progress.stage("preprocess")
-        prepared = model.prepare(channels)
-        progress.stage("infer")
-        logits = model.predict_logits(prepared, device=dev, tta=tta, overlap=overlap, progress=progress, folds=folds)
-        progress.stage("postprocess")
-        probabilities = model.restore(logits, prepared)
-        labels = model.labels_from_probabilities(probabilities)
-        labels = model.refine(labels, probabilities, reference)
-    labels = postprocess_labels(labels, reference.spacing, keep_largest=keep_largest,
-                                min_component_ml=min_component_ml, fill_holes=fill_holes)
-    if structures:
-        keep = np.zeros(int(max(lab.value for lab in model.card.labels)) + 1, dtype=bool)
-        keep[[lab.value for lab in selected]] = True
-        labels = np.where(keep[labels], labels, 0)
-    label_volume = reference.with_array(labels.astype(np.uint16), name=f"{reference.name}_segmentation")
-
-    provenance = {
-        "model": {"ref": model_ref, "id": model.card.id, "version": model.card.version, "format": model.card.format,
-                  "title": model.card.title, "license": model.card.license, "citation": model.card.citation},
-        "inputs": [{"name": spec.name, "source": str(src) if not isinstance(src, Volume) else src.name,
-                    "shape_kji": list(ch.shape), "spacing": list(ch.spacing)}
-                   for spec, src, ch in zip(model.card.inputs, inputs, channels)],
-        "settings": {"device": str(dev), "tta": tta, "folds": folds, "overlap": overlap,
-                     "keep_largest": keep_largest, "min_component_ml": min_component_ml, "fill_holes": fill_holes,
-                     "structures": [lab.name for lab in selected]},
-        "notes": notes, "software": _software(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-    }
-    if unc is not None:
-        from ..explain.uncertainty import uncertainty_summary
-
-        provenance["uncertainty"] = uncertainty_summary(unc)
-    result = SegmentationResult(label_volume, selected, probabilities if return_probabilities else None, provenance,
-                                uncertainty=unc)
-
-    if writes:
+    prediction = run_model(model, channels, opts, folds, progress)
+    labels, selected = postprocess(model, prediction.labels, channels[0], opts)
+    label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")
+    provenance = describe_run(model, model_ref, inputs, channels, opts, prediction, selected, notes, started)
+    result = SegmentationResult(label_volume, selected, prediction.probabilities if return_probabilities else None,
+                                provenance, uncertainty=prediction.uncertainty)
+    if targets:
         progress.stage("write")
         provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
-        with AtomicOutputs(overwrite=overwrite) as out:  # nothing appears unless every file was written
-            if output:
-                result.outputs["segmentation"] = out.add(
-                    output, lambda p: write_segmentation(p, label_volume, selected, use_tg263))
-            if labelmap:
-                result.outputs["labelmap"] = out.add(labelmap, lambda p: write_volume(label_volume, p))
-            if unc_path:
-                result.outputs["uncertainty"] = out.add(unc_path, lambda p: write_volume(unc.maps[unc.primary], p))
-            result.outputs["provenance"] = out.add(
-                provenance_path or _sidecar(Path(writes)),
-                lambda p: Path(p).write_text(json.dumps(provenance, indent=2)))
-            progress.cancel.raise_if_cancelled()
+        write_outputs(result, targets, opts, progress)
     progress.finish()
     provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
     return result
+
+
+@dataclass
+class Prediction:
+    """What the model run gives: class probabilities and labels on the input grid (refined by the
+    model), and the uncertainty maps when asked for."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    device: str
+    uncertainty: Optional[object] = None
+
+
+def output_paths(opts: SegmentOptions, output=None, labelmap=None, provenance_path=None) -> dict[str, Path]:
+    """The files a run writes, by kind; the provenance JSON goes next to the first of them by default."""
+    unc = None if isinstance(opts.uncertainty, bool) else opts.uncertainty
+    targets = {k: Path(v) for k, v in (("segmentation", output), ("labelmap", labelmap), ("uncertainty", unc)) if v}
+    if targets:
+        targets["provenance"] = Path(provenance_path) if provenance_path else _sidecar(next(iter(targets.values())))
+    return targets
+
+
+def load(model: "str | Path | SegmentationModel", opts: SegmentOptions):
+    """The model (loaded by id or folder with the chosen folds) and the folds still to select at run time."""
+    from ..models.loaders import load_model
+
+    if isinstance(model, SegmentationModel):
+        return model, model.card.id, opts.folds
+    return load_model(model, folds=opts.folds), str(model), None  # the loader already selected the folds
+
+
+def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: SegmentOptions,
+              folds: Optional[Sequence] = None, progress: Optional[Progress] = None) -> Prediction:
+    """Preprocess, sliding-window inference (folds x mirrorings), restore to the input grid, labels.
+    With ``opts.uncertainty`` the ensemble runs member by member to also measure its disagreement."""
+    from .device import resolve_device
+
+    progress = progress or Progress()
+    dev = resolve_device(opts.device)
+    if opts.uncertainty:
+        from ..explain.uncertainty import uncertainty_maps
+
+        unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
+                               progress=progress)
+        progress.stage("postprocess")
+        return Prediction(unc.probabilities, unc.labels.array, str(dev), unc)
+    progress.stage("preprocess")
+    prepared = model.prepare(channels)
+    progress.stage("infer")
+    logits = model.predict_logits(prepared, device=dev, tta=opts.tta, overlap=opts.overlap, progress=progress,
+                                  folds=folds)
+    progress.stage("postprocess")
+    probabilities = model.restore(logits, prepared)
+    labels = model.refine(model.labels_from_probabilities(probabilities), probabilities, channels[0])
+    return Prediction(probabilities, labels, str(dev))
+
+
+def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
+                opts: SegmentOptions) -> tuple[np.ndarray, list[LabelInfo]]:
+    """Clean-up (largest component, small components, holes) and the structures kept: uint16 labels."""
+    selected = _select_structures(model, opts.structures)
+    labels = postprocess_labels(labels, reference.spacing, keep_largest=opts.keep_largest,
+                                min_component_ml=opts.min_component_ml, fill_holes=opts.fill_holes)
+    if opts.structures:
+        keep = np.zeros(int(max(lab.value for lab in model.card.labels)) + 1, dtype=bool)
+        keep[[lab.value for lab in selected]] = True
+        labels = np.where(keep[labels], labels, 0)
+    return labels.astype(np.uint16), selected
+
+
+def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, channels: Sequence[Volume],
+                 opts: SegmentOptions, prediction: Prediction, selected: Sequence[LabelInfo],
+                 notes: list, started: float) -> dict:
+    """The provenance record: model, inputs, settings, software, notes (and the uncertainty summary)."""
+    card = model.card
+    settings = {k: v for k, v in opts.settings().items() if k != "overwrite"}
+    provenance = {
+        "model": {"ref": model_ref, "id": card.id, "version": card.version, "format": card.format,
+                  "title": card.title, "license": card.license, "citation": card.citation},
+        "inputs": [{"name": spec.name, "source": str(src) if not isinstance(src, Volume) else src.name,
+                    "shape_kji": list(ch.shape), "spacing": list(ch.spacing)}
+                   for spec, src, ch in zip(card.inputs, inputs, channels)],
+        "settings": {**settings, "device": prediction.device, "structures": [lab.name for lab in selected]},
+        "notes": notes, "software": _software(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+    }
+    if prediction.uncertainty is not None:
+        from ..explain.uncertainty import uncertainty_summary
+
+        provenance["uncertainty"] = uncertainty_summary(prediction.uncertainty)
+    return provenance
+
+
+def write_outputs(result: SegmentationResult, targets: dict[str, Path], opts: SegmentOptions,
+                  progress: Progress) -> None:
+    """Write every target atomically: nothing appears unless every file was written (and not cancelled)."""
+    from ..io import AtomicOutputs, write_volume
+
+    writers = {
+        "segmentation": lambda p: write_segmentation(p, result.labels, result.label_info, opts.use_tg263),
+        "labelmap": lambda p: write_volume(result.labels, p),
+        "uncertainty": lambda p: write_volume(result.uncertainty.maps[result.uncertainty.primary], p),
+        "provenance": lambda p: Path(p).write_text(json.dumps(result.provenance, indent=2)),
+    }
+    with AtomicOutputs(overwrite=opts.overwrite) as out:
+        for kind, path in targets.items():
+            result.outputs[kind] = out.add(path, writers[kind])
+        progress.cancel.raise_if_cancelled()
 
 
 def _sidecar(path: Path) -> Path:
