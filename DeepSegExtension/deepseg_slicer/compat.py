@@ -8,7 +8,10 @@ In Slicer every name below is Slicer's own.  Headless:
 * ``ScriptedLoadableModuleLogic.getParameterNode()`` returns the module's singleton
   ``vtkMRMLScriptedModuleNode`` in the logic's scene (a real MRML node);
 * ``parameterNodeWrapper`` maps annotated class attributes to that node's parameters and node
-  references (the GUI connection ``connectGui`` exists only in Slicer);
+  references and, as Slicer's serializers do, validates every value written (the default included)
+  against the ``Choice``/``WithinRange`` annotations; ``dataType(name)`` gives the annotated type
+  (the GUI connection ``connectGui`` exists only in Slicer: Testing/slicer_modules/test_ui_bindings.py
+  checks the .ui bindings against the rules of Slicer's GUI connectors);
 * ``_``/``translate`` return the text unchanged.
 
 ``HAS_QT`` says whether the panels (Widget classes) can be imported; ``describe_module`` fills in
@@ -22,7 +25,7 @@ import unittest
 try:  # inside the Slicer application
     from slicer.i18n import tr as _  # noqa: F401
     from slicer.i18n import translate  # noqa: F401
-    from slicer.parameterNodeWrapper import parameterNodeWrapper  # noqa: F401
+    from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401
     from slicer.ScriptedLoadableModule import (  # noqa: F401
         ScriptedLoadableModule,
         ScriptedLoadableModuleLogic,
@@ -71,23 +74,50 @@ except ImportError:
         def delayDisplay(self, message: str, msec: int = 0) -> None:  # noqa: ARG002
             print(message)
 
+    class Choice:  # type: ignore[no-redef]
+        """Slicer's ``parameterNodeWrapper.Choice`` validator: the value is one of ``choices``."""
+
+        def __init__(self, choices) -> None:
+            self.choices = choices
+
+        def validate(self, value) -> None:
+            if value not in self.choices:
+                raise ValueError(f"Value is {value}, but must be in one of the following: {self.choices}")
+
+    class WithinRange:  # type: ignore[no-redef]
+        """Slicer's ``parameterNodeWrapper.WithinRange`` validator: ``minimum <= value <= maximum``."""
+
+        def __init__(self, minimum, maximum) -> None:
+            self.minimum = minimum
+            self.maximum = maximum
+
+        def validate(self, value) -> None:
+            if not self.minimum <= value <= self.maximum:
+                raise ValueError(f"Value must be within range [{self.minimum}, {self.maximum}], is {value}")
+
     def parameterNodeWrapper(cls):  # type: ignore[no-redef]
         """Headless ``parameterNodeWrapper``: typed attributes stored in a scripted module node."""
         hints = typing.get_type_hints(cls, include_extras=True)
 
         def make_property(name: str, hint):
-            kind = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+            kind, *annotations = typing.get_args(hint) if typing.get_origin(hint) is typing.Annotated else (hint,)
             if typing.get_origin(kind) is typing.Union:  # Optional[Node]
                 kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            validators = [a for a in annotations if hasattr(a, "validate")]
             default = getattr(cls, name, None)
             is_node = isinstance(kind, type) and kind.__name__.startswith("vtkMRML")
+
+            def validate(value):
+                for validator in validators:
+                    validator.validate(value)
+                return value
 
             def getter(self):
                 if is_node:
                     return self.parameterNode.GetNodeReference(name)
                 text = self.parameterNode.GetParameter(name)
                 if text == "":
-                    return default
+                    return validate(default)
                 if kind is bool:
                     return text == "True"
                 return kind(text)
@@ -96,7 +126,7 @@ except ImportError:
                 if is_node:
                     self.parameterNode.SetNodeReferenceID(name, value.GetID() if value is not None else None)
                 else:
-                    self.parameterNode.SetParameter(name, str(value))
+                    self.parameterNode.SetParameter(name, str(validate(value)))
 
             return property(getter, setter)
 
@@ -107,7 +137,9 @@ except ImportError:
 
         namespace["__init__"] = __init__
         namespace["__doc__"] = cls.__doc__
-        namespace["allParameters"] = tuple(hints)
+        namespace["allParameters"] = dict(hints)
+        namespace["dataType"] = staticmethod(hints.__getitem__)
+        namespace["default"] = lambda self, name: getattr(cls, name, None)
         return type(cls.__name__, (), namespace)
 
 try:

@@ -2,8 +2,7 @@
 
 * every ``self.ui.<name>`` the widget code uses exists in the module's .ui file with the class its
   name promises (``*ComboBox`` -> QComboBox, ``*Selector`` -> qMRMLNodeComboBox, ...);
-* every widget connected to the parameter node (``SlicerParameterName``) names a parameter of the
-  module's ``parameterNodeWrapper`` class with a type that widget can hold (node classes included);
+* (the parameter-node bindings are checked against Slicer's GUI-connector rules in test_ui_bindings.py);
 * each module file imports and registers (title, category, help, acknowledgement) when ``qt`` is
   absent, with only the widget class missing.
 """
@@ -28,8 +27,6 @@ CLASS_BY_SUFFIX = [  # (name suffix, Qt class); first match wins
     ("CheckBox", "QCheckBox"), ("Label", "QLabel"), ("SpinBox", "QDoubleSpinBox"), ("Slider", "ctkSliderWidget"),
     ("List", "QListWidget"), ("progressBar", "QProgressBar"), ("TextEdit", "QPlainTextEdit"),
 ]
-WIDGETS_FOR_TYPE = {"bool": {"QCheckBox"}, "float": {"QDoubleSpinBox", "ctkSliderWidget"}, "str": {"QComboBox", "QLineEdit"},
-                    "int": {"QSpinBox"}}
 
 
 def expected_class(name: str) -> str:
@@ -70,28 +67,6 @@ def used_ui_names(module: str) -> set[str]:
     return names
 
 
-def parameters(module: str) -> dict[str, str]:
-    """Annotated attributes of the parameterNodeWrapper class: name -> type text."""
-    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Parameters.py").read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef)
-               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
-    out = {}
-    for stmt in cls.body:
-        if isinstance(stmt, ast.AnnAssign):
-            ann = stmt.annotation
-            if isinstance(ann, ast.Subscript) and getattr(ann.value, "id", "") == "Annotated":
-                ann = ann.slice.elts[0]
-            out[stmt.target.id] = ast.unparse(ann)
-    return out
-
-
-def prop(widget: ET.Element, name: str):
-    for p in widget.findall("property"):
-        if p.get("name") == name:
-            return p
-    return None
-
-
 @pytest.mark.parametrize("module", MODULES)
 def test_widget_code_names_exist_in_ui_with_expected_class(module):
     widgets = ui_widgets(module)
@@ -101,32 +76,6 @@ def test_widget_code_names_exist_in_ui_with_expected_class(module):
     assert not missing, f"{module}.ui lacks {missing}"
     wrong = {n: (widgets[n].get("class"), expected_class(n)) for n in used if widgets[n].get("class") != expected_class(n)}
     assert not wrong, f"{module}: (ui class, expected) {wrong}"
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_parameter_connections_match_parameter_node(module):
-    widgets = ui_widgets(module)
-    params = parameters(module)
-    connected = {}
-    for name, w in widgets.items():
-        p = prop(w, "SlicerParameterName")
-        if p is not None:
-            assert p.get("stdset") == "0", f"{name}: SlicerParameterName must be a dynamic property"
-            connected[name] = p.findtext("string")
-    assert connected, f"{module}.ui connects no widget to the parameter node"
-    for name, param in connected.items():
-        assert param in params, f"{module}: {name} is connected to unknown parameter {param!r}"
-        kind, w_cls = params[param], widgets[name].get("class")
-        if kind.startswith("vtkMRML"):
-            assert w_cls == "qMRMLNodeComboBox", f"{name} holds node parameter {param}"
-            assert prop(widgets[name], "nodeTypes").findtext("stringlist/string") == kind
-        else:
-            assert w_cls in WIDGETS_FOR_TYPE[kind], f"{name} ({w_cls}) cannot hold {kind} parameter {param}"
-    # MRML widgets get the scene from the top-level widget
-    root = ET.parse(EXTENSION / module / "Resources" / "UI" / f"{module}.ui").getroot()
-    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
-    mrml = {n for n, w in widgets.items() if w.get("class", "").startswith("qMRML") and n != module}
-    assert mrml == receivers, f"{module}: MRML widgets without scene connection: {mrml - receivers}"
 
 
 IMPORT_SCRIPT = """

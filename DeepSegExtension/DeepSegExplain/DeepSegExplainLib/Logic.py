@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from deepseg.options import EXPLAIN_METHODS as METHODS
 from deepseg.options import SegmentOptions
 from deepseg_slicer import mrml
 from deepseg_slicer.channels import assign_nodes, model_inputs, scene_volumes
@@ -21,8 +20,6 @@ from deepseg_slicer.models import OAR_GROUPS, TUMOUR_GROUPS, model_choices
 from deepseg_slicer.tasks import ExplainRequest, ExplainTask
 
 from .Parameters import DeepSegExplainParameterNode
-
-COLORMAPS = ("Inferno", "Viridis", "PET-Heat", "Rainbow", "fMRI", "Grey")
 
 
 class DeepSegExplainLogic(DeepSegLogicBase):

@@ -1,17 +1,16 @@
-"""DeepSegExplain's parameter node: what the panel shows, saved with the scene."""
+"""DeepSegExplain's parameter node: what the panel shows, saved with the scene.  The ``Choice``
+annotations are what Slicer's combo-box connector fills the combo boxes with."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-from deepseg_slicer.compat import IN_SLICER, parameterNodeWrapper
+from deepseg.options import EXPLAIN_METHODS
+from deepseg_slicer.compat import Choice, WithinRange, parameterNodeWrapper
 
-if IN_SLICER:
-    from slicer.parameterNodeWrapper import WithinRange
-else:  # headless stand-in: the range only constrains the GUI
-    def WithinRange(low, high):  # noqa: N802
-        return (low, high)
+OVERLAYS = ("heat map", "uncertainty")
+COLORMAPS = ("Inferno", "Viridis", "PET-Heat", "Rainbow", "fMRI", "Grey")
 
 
 @parameterNodeWrapper
@@ -25,10 +24,10 @@ class DeepSegExplainParameterNode:
     uncertaintyVolume: vtkMRMLScalarVolumeNode
     segmentId: str = ""
     model: str = ""
-    method: str = "gradcam"
+    method: Annotated[str, Choice(EXPLAIN_METHODS)] = "gradcam"
     computeUncertainty: bool = True
     device: str = "auto"
-    overlay: str = "heat map"
-    colormap: str = "Inferno"
+    overlay: Annotated[str, Choice(OVERLAYS)] = "heat map"
+    colormap: Annotated[str, Choice(COLORMAPS)] = "Inferno"
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.3

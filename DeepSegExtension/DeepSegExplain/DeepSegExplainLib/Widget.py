@@ -6,20 +6,15 @@ import slicer
 from deepseg_slicer.compat import _
 from deepseg_slicer.panel import ModelPanelWidget, fill_model_combo, load_models
 
-from .Logic import COLORMAPS, METHODS, DeepSegExplainLogic
+from .Logic import DeepSegExplainLogic
 
 
 class DeepSegExplainWidget(ModelPanelWidget):
     startFailedText = _("Could not start the explanation.")
 
     def setup(self) -> None:
+        # method, overlay and colour-map combo boxes: filled from the parameters' Choice by connectGui
         self.setupPanel(DeepSegExplainLogic(), applyText=_("Compute maps"))
-        for method in METHODS:
-            self.ui.methodComboBox.addItem(method)
-        for name in COLORMAPS:
-            self.ui.colormapComboBox.addItem(name)
-        for name in ("heat map", "uncertainty"):
-            self.ui.overlayComboBox.addItem(name)
 
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.segmentSelector.setCurrentNode)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)

@@ -5,13 +5,7 @@ from typing import Annotated
 
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-from deepseg_slicer.compat import IN_SLICER, parameterNodeWrapper
-
-if IN_SLICER:
-    from slicer.parameterNodeWrapper import WithinRange
-else:  # headless stand-in: the range only constrains the GUI
-    def WithinRange(low, high):  # noqa: N802
-        return (low, high)
+from deepseg_slicer.compat import WithinRange, parameterNodeWrapper
 
 
 @parameterNodeWrapper

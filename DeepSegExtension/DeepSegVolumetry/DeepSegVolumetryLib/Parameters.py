@@ -1,9 +1,14 @@
-"""DeepSegVolumetry's parameter node: what the panel shows, saved with the scene."""
+"""DeepSegVolumetry's parameter node: what the panel shows, saved with the scene.  The ``Choice``
+annotation is what Slicer's combo-box connector fills the mode combo box with."""
 from __future__ import annotations
+
+from typing import Annotated
 
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 
-from deepseg_slicer.compat import parameterNodeWrapper
+from deepseg_slicer.compat import Choice, WithinRange, parameterNodeWrapper
+
+MODES = ("measure", "compare", "follow-up")
 
 
 @parameterNodeWrapper
@@ -17,6 +22,6 @@ class DeepSegVolumetryParameterNode:
     followupSegmentation: vtkMRMLSegmentationNode
     followupImage: vtkMRMLScalarVolumeNode
     outputTable: vtkMRMLTableNode
-    mode: str = "measure"
-    toleranceMm: float = 2.0
+    mode: Annotated[str, Choice(MODES)] = "measure"
+    toleranceMm: Annotated[float, WithinRange(0.0, 50.0)] = 2.0
     register: bool = False

@@ -9,16 +9,12 @@ from deepseg_slicer.panel import ParameterNodeWidget
 
 from .Logic import DeepSegVolumetryLogic
 
-MODES = ("measure", "compare", "follow-up")
-
 
 class DeepSegVolumetryWidget(ParameterNodeWidget):
     defaultNodes = {"segmentation": "vtkMRMLSegmentationNode"}
 
     def setup(self) -> None:
-        self.setupPanel(DeepSegVolumetryLogic())
-        for mode in MODES:
-            self.ui.modeComboBox.addItem(mode)
+        self.setupPanel(DeepSegVolumetryLogic())  # the mode combo box: filled from the Choice by connectGui
         self.ui.progressBar.hide()
 
         self.ui.applyButton.connect("clicked()", self.onApply)
