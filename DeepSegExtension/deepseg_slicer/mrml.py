@@ -214,17 +214,21 @@ def label_from_segment(segment, value: int) -> LabelInfo:
 # --- segmentations ---------------------------------------------------------------------------
 def labels_to_segmentation(labels: Volume, label_info: Sequence[LabelInfo], scene, *, node=None,
                            name: Optional[str] = None, use_tg263: bool = False,
-                           keep: Optional[Iterable["int | str"]] = None, source_node=None):
-    """Segmentation node from a label map: one segment per label in ``label_info`` (optionally only
-    those in ``keep``, by value or name), all sharing one labelmap layer.
+                           keep: Optional[Iterable["int | str"]] = None, source_node=None, all_labels: bool = False):
+    """Segmentation node from a label map: one segment per label in ``label_info`` that occurs in
+    the map (every listed label when ``all_labels``; only those in ``keep``, by value or name, when
+    given), all sharing one labelmap layer.
 
     An existing ``node`` is emptied and refilled (the panel asks the user before replacing one).
     ``source_node`` (the input volume) becomes the reference geometry and the hierarchy sibling.
     """
     import slicer
 
-    wanted = _select_labels(label_info, keep)
     array = np.asarray(labels.array)
+    wanted = _select_labels(label_info, keep)
+    if keep is None and not all_labels:  # a 117-class model on an abdomen: only the organs it found
+        present = set(np.unique(array).tolist())
+        wanted = [lab for lab in wanted if lab.value in present]
     keep_values = np.array(sorted(lab.value for lab in wanted), dtype=np.int64)
     if len(keep_values) < len(np.unique(array)) - (1 if (array == 0).any() else 0):
         array = np.where(np.isin(array, keep_values), array, 0)

@@ -154,3 +154,23 @@ def test_catalog_model_labels_reach_slicer_unchanged(scene, oblique_volume):
     back, infos = mrml.segmentation_to_labels(node)
     np.testing.assert_array_equal(np.sort(np.unique(back.array))[1:], sorted(lab.value for lab in chosen))
     assert [(i.value, i.type, i.tg263) for i in infos] == [(lab.value, lab.type, lab.tg263) for lab in chosen]
+
+
+def test_segments_only_for_labels_in_the_map_unless_all_asked(scene, labels):
+    catalog = LABELS + [LabelInfo(9, "Spleen"), LabelInfo(11, "Stomach")]  # a model's list: 9, 11 not found
+    assert [s.GetLabelValue() for _, s in _segments(mrml.labels_to_segmentation(labels, catalog, scene))] == [1, 3, 7]
+    every = mrml.labels_to_segmentation(labels, catalog, scene, all_labels=True)
+    assert [s.GetLabelValue() for _, s in _segments(every)] == [1, 3, 7, 9, 11]
+
+
+def test_name_only_labels_get_distinct_colours(scene, labels):
+    """A name-only list (TotalSegmentator's {"5": "liver"} JSON) gets one colour per label."""
+    from deepseg.models.card import distinct_color
+
+    named = [LabelInfo(v, n) for v, n in ((1, "liver"), (3, "kidney_left"), (7, "lesion"))]
+    colours = [tuple(round(c * 255) for c in s.GetColor())
+               for _, s in _segments(mrml.labels_to_segmentation(labels, named, scene))]
+    assert colours == [distinct_color(v) for v in (1, 3, 7)]
+    everyone = [distinct_color(v) for v in range(1, 118)]  # TotalSegmentator's 117 classes
+    assert len(set(everyone)) == 117
+    assert min(np.abs(np.subtract(a, b)).sum() for i, a in enumerate(everyone[:41]) for b in everyone[i + 1:41]) > 40

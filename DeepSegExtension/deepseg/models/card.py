@@ -6,6 +6,7 @@ RT-STRUCT and the measurement table all name and colour a structure the same way
 """
 from __future__ import annotations
 
+import colorsys
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,19 +36,31 @@ ANATOMICAL_STRUCTURE = Code("123037004", "SCT", "Anatomical Structure")
 MORPHOLOGICALLY_ALTERED = Code("49755003", "SCT", "Morphologically Altered Structure")
 
 
+def distinct_color(value: int) -> tuple[int, int, int]:
+    """The colour of label ``value`` when nothing gives one (a name-only label list): hues a golden
+    angle apart with alternating saturation, so every label of a list looks different."""
+    rgb = colorsys.hsv_to_rgb((value * 0.381966) % 1.0, (0.45, 0.7, 0.9)[value % 3], (0.95, 0.75)[value // 3 % 2])
+    return tuple(round(c * 255) for c in rgb)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class LabelInfo:
-    """One output structure: label value in the label map, display name, RGB colour (0-255),
-    SNOMED CT category/type(/modifier) codes and, for organs at risk, the AAPM TG-263 name."""
+    """One output structure: label value in the label map, display name, RGB colour (0-255; when
+    not given, ``distinct_color(value)``), SNOMED CT category/type(/modifier) codes and, for organs
+    at risk, the AAPM TG-263 name."""
 
     value: int
     name: str
-    color: tuple[int, int, int] = (128, 174, 128)
+    color: tuple[int, int, int] = None  # type: ignore[assignment]  # None -> distinct_color(value)
     category: Code = ANATOMICAL_STRUCTURE
     type: Optional[Code] = None
     modifier: Optional[Code] = None
     tg263: Optional[str] = None
     interpreted_type: str = "ORGAN"  # RT ROI Interpreted Type: ORGAN, GTV, AVOIDANCE, ...
+
+    def __post_init__(self) -> None:
+        if self.color is None:
+            object.__setattr__(self, "color", distinct_color(self.value))
 
     @property
     def color_float(self) -> tuple[float, float, float]:
@@ -61,7 +74,7 @@ class LabelInfo:
         return cls(
             value=int(d["value"]),
             name=str(d["name"]),
-            color=tuple(int(c) for c in d.get("color", (128, 174, 128))),  # type: ignore[arg-type]
+            color=tuple(int(c) for c in d["color"]) if d.get("color") else None,  # type: ignore[arg-type]
             category=Code.from_json(d.get("category")) or ANATOMICAL_STRUCTURE,
             type=Code.from_json(d.get("type")),
             modifier=Code.from_json(d.get("modifier")),

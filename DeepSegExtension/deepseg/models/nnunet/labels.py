@@ -15,13 +15,6 @@ from typing import Optional, Sequence
 from ...errors import ModelError
 from ..card import LabelInfo
 
-# Distinct, readable colours (Slicer-like palette), cycled for many labels.
-PALETTE = [(128, 174, 128), (241, 214, 145), (177, 122, 101), (111, 184, 210), (216, 101, 79), (221, 130, 101),
-           (144, 238, 144), (192, 104, 88), (220, 245, 20), (78, 63, 0), (255, 250, 220), (230, 220, 70),
-           (200, 200, 235), (250, 250, 210), (244, 214, 49), (0, 151, 206), (216, 101, 79), (183, 156, 220),
-           (183, 214, 211), (152, 189, 207), (111, 184, 210), (178, 212, 242), (68, 172, 100), (111, 197, 131)]
-
-
 @dataclass
 class LabelScheme:
     """What the network's output channels mean."""
@@ -48,14 +41,13 @@ def _code(name: str):
 
 
 def label_info(value: int, name: str) -> LabelInfo:
-    """A label with a palette colour and, when its name is a known SNOMED CT concept, its codes."""
-    color = PALETTE[(value - 1) % len(PALETTE)]
+    """A label with a distinct colour and, when its name is a known SNOMED CT concept, its codes."""
     base, side = name, None
     m = re.match(r"^(.*?)[_ -](left|right)$", name, re.IGNORECASE)
     if m:
         base, side = m.group(1), m.group(2)
     type_code = _code(base)
-    return LabelInfo(value=value, name=name, color=color, type=type_code,
+    return LabelInfo(value=value, name=name, type=type_code,
                      modifier=_code(side) if (side and type_code) else None)
 
 
