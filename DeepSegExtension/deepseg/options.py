@@ -65,6 +65,10 @@ class SegmentOptions:
         False, metavar="PATH", help="also compute a voxel uncertainty map (fold disagreement with several folds, "
         "else mirroring variance with --tta, else entropy) and rank structures by it; PATH: write the map there")
     overwrite: bool = _option(False, help="replace existing output files")
+    assume_spacing: Optional[tuple] = _option(
+        None, type=str, format=_join, metavar="MM",
+        help="voxel size (X or X,Y,Z mm) for an input that stores no geometry (NIfTI qform/sform code 0); such "
+             "inputs are refused without it; used for no other input, and recorded in the provenance")
 
     def __post_init__(self) -> None:
         # lists are stored as tuples so options stay hashable and can't be changed behind a caller's back
@@ -72,6 +76,10 @@ class SegmentOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple([value] if isinstance(value, (str, int)) else value) or None)
+        if self.assume_spacing is not None:
+            from .io.integrity import parse_spacing
+
+            object.__setattr__(self, "assume_spacing", parse_spacing(self.assume_spacing))
         if self.overlap is not None and not 0 <= self.overlap < 1:
             raise InputError(f"The sliding-window overlap {self.overlap:g} is outside [0, 1).",
                              "Give an overlap such as 0.5 (or 0.25 for speed).")

@@ -12,10 +12,12 @@ from ..volume import Volume, check_image
 log = logging.getLogger(__name__)
 
 
-def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[list[Volume], list[str]]:
+def load_channels(inputs: Sequence["str | Volume"], card: ModelCard,
+                  assume_spacing: "str | Sequence[float] | None" = None) -> tuple[list[Volume], list[str]]:
     """Read, validate and align the inputs; returns the channels and notes for the user.
 
-    The first input defines the output grid.  Inputs on other grids are resampled onto it (and the
+    The first input defines the output grid.  ``assume_spacing`` is used only for files that store no
+    geometry, and noted.  Inputs on other grids are resampled onto it (and the
     user is told); a DICOM input whose modality differs from the model's is refused.
     """
     from ..io import read_volume, resample_onto
@@ -27,7 +29,12 @@ def load_channels(inputs: Sequence["str | Volume"], card: ModelCard) -> tuple[li
     notes: list[str] = []
     channels: list[Volume] = []
     for spec, item in zip(expected, inputs):
-        vol = item if isinstance(item, Volume) else read_volume(item)
+        vol = item if isinstance(item, Volume) else read_volume(item, assume_spacing=assume_spacing)
+        if "assumed_spacing" in vol.meta:
+            note = (f"Input '{spec.name}' ({item}) stores no geometry; the voxel spacing "
+                    f"{vol.meta['assumed_spacing']} mm given with --assume-spacing was assumed.")
+            log.warning(note)
+            notes.append(note)
         check_image(vol, f"input '{spec.name}'")
         modality = str(vol.meta.get("modality", "")).upper()
         if modality and spec.modality and modality not in {spec.modality.upper(), "OT"}:

@@ -84,7 +84,8 @@ def segment(
     started = time.time()
     progress.stage("load")
     model, model_ref, folds = load(model, opts)
-    channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card)
+    channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card,
+                                    opts.assume_spacing)
     prediction = run_model(model, channels, opts, folds, progress)
     labels, selected = postprocess(model, prediction.labels, channels[0], opts)
     label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")

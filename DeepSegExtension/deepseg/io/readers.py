@@ -1,15 +1,21 @@
 """Read and write volumes: NIfTI, NRRD, MHA/MHD (SimpleITK), MGZ/MGH (nibabel) and DICOM folders."""
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
 from .atomic import full_suffix
+from .integrity import (check_payload, check_spacing, check_stored_spacing, check_volume, direction_error,
+                        nifti_geometry, parse_spacing, spacing_error)
 
-SITK_SUFFIXES = {".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd"}
+NIFTI_SUFFIXES = {".nii", ".nii.gz"}
+SITK_SUFFIXES = {".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd"}
 NIBABEL_SUFFIXES = {".mgz", ".mgh"}
 
 
@@ -40,6 +46,9 @@ def _read_nibabel(path: Path, name: str) -> Volume:
     import nibabel as nib
 
     img = nib.load(str(path))
+    if hasattr(img.header, "get_zooms"):
+        check_spacing(path, img.header.get_zooms()[:3])  # as stored: the affine would divide by a zero
+    check_payload(path, img.dataobj)
     data = np.asanyarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -51,8 +60,38 @@ def _read_nibabel(path: Path, name: str) -> Volume:
                   affine[:3, :3] / spacing, name=name)
 
 
-def read_volume(path: "str | Path", name: str = "") -> Volume:
-    """Read one 3D scalar volume from a file or a DICOM series folder (``FOLDER::SERIES_UID`` picks a series)."""
+def _read_nifti(path: Path, name: str, assume_spacing: Optional[tuple[float, float, float]]) -> Volume:
+    """NIfTI through ITK (its qform/sform rules), after checking the header and payload with nibabel."""
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    from nibabel.openers import ImageOpener
+
+    logger, level = nib.imageglobals.logger, nib.imageglobals.logger.level
+    logger.setLevel(logging.CRITICAL)  # its "setting 0 dims to 1" would contradict the error we raise
+    try:
+        img = nib.load(str(path))
+        with ImageOpener(str(path)) as fh:  # the header as stored: nibabel's loaded copy has pixdim "repaired"
+            stored = type(img.header).from_fileobj(fh, check=False)
+    finally:
+        logger.setLevel(level)
+    assumed = nifti_geometry(path, stored, assume_spacing)
+    check_payload(path, img.dataobj)
+    volume = volume_from_sitk(sitk.ReadImage(str(path)), name=name)
+    if assumed:
+        volume.spacing = assume_spacing
+        volume.meta["assumed_spacing"] = list(assume_spacing)
+    return volume
+
+
+def read_volume(path: "str | Path", name: str = "",
+                assume_spacing: "str | float | Sequence[float] | None" = None) -> Volume:
+    """Read one 3D scalar volume from a file or a DICOM series folder (``FOLDER::SERIES_UID`` picks a series).
+
+    Truncated files, NaN/Inf voxels, zero/negative spacing and non-orthonormal orientations are refused.
+    A NIfTI file with no geometry (qform and sform codes 0) is refused unless ``assume_spacing`` (mm,
+    one number or x, y, z) is given; the volume then records it in ``meta["assumed_spacing"]``."""
+    assume = parse_spacing(assume_spacing)
     text = str(path)
     series_uid = None
     if "::" in text:
@@ -62,26 +101,43 @@ def read_volume(path: "str | Path", name: str = "") -> Volume:
     if p.is_dir():
         from .dicom import read_dicom_series
 
-        return read_dicom_series(p, series_uid, name=name)
+        volume = read_dicom_series(p, series_uid, name=name)
+        check_volume(p, volume)
+        return volume
     if not p.exists():
         raise InputError(f"Input {p} does not exist.", "Check the path (and that the file was fully copied).")
     suffix = full_suffix(p).lower()
     try:
         if suffix in NIBABEL_SUFFIXES:
-            return _read_nibabel(p, name)
-        if suffix in SITK_SUFFIXES or suffix in {".dcm", ""}:
+            volume = _read_nibabel(p, name)
+        elif suffix in NIFTI_SUFFIXES:
+            volume = _read_nifti(p, name, assume)
+        elif suffix in SITK_SUFFIXES or suffix in {".dcm", ""}:
             import SimpleITK as sitk
 
-            return volume_from_sitk(sitk.ReadImage(str(p)), name=name)
+            if suffix in {".mha", ".mhd", ".nrrd", ".nhdr", ".seg.nrrd"}:
+                check_stored_spacing(p)
+            volume = volume_from_sitk(sitk.ReadImage(str(p)), name=name)
+        else:
+            volume = None
     except InputError:
         raise
     except Exception as exc:  # SimpleITK/nibabel raise many types for broken files
         first = str(exc).strip().splitlines()
         detail = first[-1][:200] if first else type(exc).__name__
+        itk = next((re.sub(r"^.*ITK ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?", "", ln)[:200] for ln in first
+                    if "ITK ERROR:" in ln), detail)
+        if "orthonormal" in str(exc) or "Bad direction" in str(exc):  # ITK refuses a degenerate orientation
+            raise direction_error(p, f"the reader says: {itk}") from exc
+        if "spacing" in itk.lower():  # ITK: "Zero-valued spacing is not supported"
+            raise spacing_error(p, f"unusable voxel spacing (the reader says: {itk})") from exc
         raise InputError(f"{p} could not be read: it looks truncated or corrupt ({detail}).",
                          "Copy or export the file again and check its size.") from exc
-    raise InputError(f"{p} has an unsupported file type {suffix!r}.",
-                     "Use NIfTI (.nii/.nii.gz), NRRD, MHA/MHD, MGZ or a DICOM series folder.")
+    if volume is None:
+        raise InputError(f"{p} has an unsupported file type {suffix!r}.",
+                         "Use NIfTI (.nii/.nii.gz), NRRD, MHA/MHD, MGZ or a DICOM series folder.")
+    check_volume(p, volume)
+    return volume
 
 
 def write_volume(volume: Volume, path: "str | Path", compress: bool = True) -> None:
