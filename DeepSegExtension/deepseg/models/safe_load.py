@@ -38,12 +38,18 @@ def load_checkpoint(path: "str | Path", map_location: str = "cpu"):
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError with the offending global
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
-            # name the offending object (torch's first line is generic and carries terminal colour codes)
-            culprit = next((ln for ln in text.splitlines() if "Unsupported global" in ln), text.splitlines()[0])
-            culprit = re.sub(r"\x1b\[[0-9;]*m", "", culprit).strip()
             raise ModelError(f"Checkpoint {path} contains Python objects that are not plain weights "
-                             f"and was refused for safety ({culprit[:200]}).",
+                             f"and was refused for safety ({_culprit(text)}).",
                              "Only load checkpoints from sources you trust; re-export the weights with "
                              "torch.save(model.state_dict()).") from exc
         raise ModelError(f"Checkpoint {path} could not be read ({type(exc).__name__}: {text[:200]}).",
                          "The file may be truncated or corrupt; fetch it again.") from exc
+
+
+def _culprit(text: str) -> str:
+    """The object torch refused, without torch's advice (to allow-list it or to set ``weights_only=False``,
+    which is exactly the unsafe workaround)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in text.splitlines()]
+    found = next((ln for ln in lines if re.search(r"unsupported global", ln, re.IGNORECASE)), "")
+    found = re.split(r"\. (?:Please|Check|Re-running)|weights_only", found)[0].strip().rstrip(".")
+    return found[:200] or "it holds objects outside the weights-only allow-list"

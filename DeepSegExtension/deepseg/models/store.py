@@ -12,13 +12,16 @@ Layout: ``<home>/models/<id>/`` (``.deepseg-install.json`` marker + the model fi
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from .catalog import Catalog, CatalogEntry, load_catalog
 from .download import download_file, extract_zip, human_size, sha256_file, verify_file
 from .loaders import CARD_FILE, detect_format
 
+log = logging.getLogger(__name__)
 MARKER = ".deepseg-install.json"
 STAGING_PREFIX = ".staging-"
 ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -91,8 +95,7 @@ class ModelStore:
     def path_for(self, model_id: str) -> Path:
         """Folder of an installed model; ``StoreError`` telling how to get it otherwise (never downloads)."""
         if not _valid_id(model_id):
-            raise StoreError(f"{model_id!r} is neither a model folder nor a catalog id.",
-                             "Pass an existing model folder, or run `deepseg models list` to see catalog ids.")
+            raise self._unknown(model_id)
         found = self.installed(model_id)
         if found:
             return found.path
@@ -106,8 +109,15 @@ class ModelStore:
                    if self._downloadable(entry) else
                    f"Import your copy with `deepseg models import PATH --id {model_id}`.")
             raise StoreError(f"Model {model_id!r} has not been fetched yet (store: {self.models_dir}).", how)
-        raise StoreError(f"{model_id!r} is neither a model folder nor a catalog id.",
-                         "Pass an existing model folder, or run `deepseg models list` to see catalog ids.")
+        raise self._unknown(model_id)
+
+    def _unknown(self, model_id: str) -> StoreError:
+        """Neither a folder nor a known id: suggest the closest catalog or installed ids."""
+        known = sorted(set(self.catalog.models) | {f.id for f in self.list_installed()})
+        close = difflib.get_close_matches(model_id.lower(), known, n=3, cutoff=0.6)
+        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        return StoreError(f"{model_id!r} is neither a model folder nor a catalog id.",
+                          f"{hint}Pass an existing model folder, or run `deepseg models list` to see catalog ids.")
 
     def list_installed(self) -> list[Installed]:
         if not self.models_dir.is_dir():
@@ -186,7 +196,9 @@ class ModelStore:
                 pinned = {f.get("sha256") for s in (entry.sources_of("url") if entry else []) for f in s["files"]}
                 record.update(sha256=digest, verified=digest in pinned)
                 extract_zip(path, staging, progress)
-            return self._finish_model(staging, entry, record, progress)
+            record = self._finish_model(staging, entry, record, progress)
+            _check_loads(staging / record["model_path"], progress)
+            return record
 
         return self._install("models", model_id, fill)
 
@@ -222,7 +234,7 @@ class ModelStore:
         into place; on any failure (or cancel) remove the staging folder and re-raise."""
         base = self.home / kind
         base.mkdir(parents=True, exist_ok=True)
-        with _lock(base / f".lock-{item_id}"):
+        with _lock(base):
             for p in base.glob(f"{STAGING_PREFIX}{item_id}-*"):
                 shutil.rmtree(p, ignore_errors=True)  # leftovers of a crashed install of this id (we hold the lock)
             staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{item_id}-", dir=base))
@@ -317,6 +329,21 @@ class ModelStore:
         return record
 
 
+def _check_loads(folder: Path, progress: Progress) -> None:
+    """Load the staged model as ``segment`` would before installing it: its required files, every checkpoint
+    with ``torch.load(weights_only=True)``, and its network built from the plans or card and given the weights."""
+    from .loaders import load_model
+
+    progress.stage("check model")
+    try:
+        load_model(folder)
+    except ModelError as exc:
+        raise StoreError(f"Nothing was installed: the model does not load. {exc.problem}", exc.fix) from exc
+    except Exception as exc:  # e.g. plans naming an architecture the network library cannot build
+        raise StoreError(f"Nothing was installed: the model does not load ({type(exc).__name__}: {exc}).",
+                         "Import the complete, unmodified folder or archive that the model's authors published.") from exc
+
+
 def _locate_model(root: Path, entry: Optional[CatalogEntry]) -> Path:
     """The folder that holds the model inside unpacked files (e.g. the trainer folder of an nnU-Net
     results tree, ``DatasetXXX/Trainer__Plans__config``)."""
@@ -350,16 +377,24 @@ def _id_from_path(path: Path) -> str:
 
 
 @contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Serialise installs of one id across processes (POSIX advisory lock; no-op where unavailable)."""
+def _lock(base: Path) -> Iterator[None]:
+    """Serialise installs into one store folder across processes (``filelock``: fcntl on POSIX, msvcrt on
+    Windows; the OS drops the lock when its process dies, so a crash never leaves the store locked).
+
+    One lock file per store folder (``.lock``), so none pile up; the per-id ``.lock-<id>`` files of
+    earlier versions are no longer used by anyone and are removed while the lock is held."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(base / ".lock"))
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("Waiting for another install into %s to finish...", base)
+        lock.acquire()
+    try:
+        for stale in base.glob(".lock-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         yield
-        return
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        lock.release()
