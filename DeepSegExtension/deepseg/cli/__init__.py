@@ -1,6 +1,7 @@
 """``deepseg`` command line.  Each sub-command lives in its own module exposing
 ``register(subparsers)`` (adds its parser and sets ``func``); this file only dispatches and turns
-``DeepSegError`` into a clear message and exit code 2, Ctrl-C into a clean cancel (exit 130)."""
+``DeepSegError`` and usage errors into a clear message and exit code 2, an operating-system error (a
+read-only or full disk...) into its own message and exit code 1, Ctrl-C into a clean cancel (exit 130)."""
 from __future__ import annotations
 
 import argparse
@@ -61,3 +62,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DeepSegError as exc:
         print(f"deepseg: error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # a sub-command's usage error: exit 2, as argparse's own
+            print(f"deepseg: error: {exc.code}", file=sys.stderr)
+            return 2
+        raise
+    except OSError as exc:  # e.g. [Errno 30] Read-only file system, [Errno 28] No space left on device
+        print(f"deepseg: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,4 +1,4 @@
-"""Write outputs so that a failure or a cancel never leaves a partial file behind.
+"""Write outputs so that a failure or a cancel never leaves a partial file behind, and claim them first.
 
 Every output is first written to a hidden temporary file in the destination folder; only when
 *all* outputs of a job are complete are they renamed into place (``os.replace`` is atomic on one
@@ -6,7 +6,11 @@ file system).  Existing files are replaced only then, and only if the caller all
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -24,45 +28,77 @@ def full_suffix(path: Path) -> str:
 
 
 class AtomicOutputs:
-    """Collect several outputs, write each to a temporary sibling, move them all in at the end.
+    """Claim outputs at the start of a job, write each to a temporary sibling, move them all in at the end.
 
-    >>> with AtomicOutputs(overwrite=False) as out:
+    ``reserve`` runs before any long computation: it refuses outputs that exist (unless ``overwrite``)
+    or whose folder is missing, and claims each one by exclusively creating a lock file next to it.
+    That proves the folder is writable (a read-only folder fails at once with the system's own error)
+    and makes a second job writing the same output fail at its start, not after its whole run.
+
+    >>> with AtomicOutputs(overwrite=False).reserve("case.seg.nrrd") as out:
     ...     out.add("case.seg.nrrd", lambda tmp: write_seg(tmp))
     """
 
     def __init__(self, overwrite: bool = True) -> None:
         self.overwrite = overwrite
         self._pending: list[tuple[Path, Path]] = []
+        self._locks: dict[Path, Path] = {}  # final path -> its lock file
 
     def check(self, *paths: "str | Path | None") -> None:
-        """Refuse up front (before any long computation) outputs that exist or have no folder."""
+        """Refuse outputs that exist (without ``overwrite``) or have no folder."""
         for path in paths:
             if path is None:
                 continue
-            final = Path(path).expanduser().resolve()
+            final = _final(path)
             if final.exists() and not self.overwrite:
                 raise InputError(f"Output {final} already exists.", "Choose another path or pass --overwrite.")
             if not final.parent.is_dir():
                 raise InputError(f"Output folder {final.parent} does not exist.",
                                  "Create it first or choose another path.")
 
+    def reserve(self, *paths: "str | Path | None") -> "AtomicOutputs":
+        """``check`` the outputs, then claim each with an exclusively created lock file (released by
+        ``commit``/``discard``).  On any refusal the claims made so far are released."""
+        self.check(*paths)
+        try:
+            for path in paths:
+                if path is not None and _final(path) not in self._locks:
+                    final = _final(path)
+                    self._locks[final] = _claim(final)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
     def add(self, path: "str | Path", write: Callable[[Path], None]) -> Path:
-        self.check(path)
-        final = Path(path).expanduser().resolve()
+        self.reserve(path)
+        final = _final(path)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial{full_suffix(final)}")
         self._pending.append((tmp, final))
         write(tmp)
         return final
 
     def commit(self) -> None:
-        for tmp, final in self._pending:
-            os.replace(tmp, final)
-        self._pending.clear()
+        try:
+            for tmp, final in self._pending:
+                os.replace(tmp, final)
+            self._pending.clear()
+        finally:
+            self._release()
 
     def discard(self) -> None:
+        """Remove temporary files and claims; a failure to clean up never hides the error that led here."""
         for tmp, _ in self._pending:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         self._pending.clear()
+        self._release()
+
+    def _release(self) -> None:
+        for lock in self._locks.values():
+            with contextlib.suppress(OSError):
+                lock.unlink(missing_ok=True)
+        self._locks.clear()
 
     def __enter__(self) -> "AtomicOutputs":
         return self
@@ -72,3 +108,59 @@ class AtomicOutputs:
             self.commit()
         else:
             self.discard()
+
+
+def _final(path: "str | Path") -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def lock_path(final: Path) -> Path:
+    """The lock file that claims output ``final`` while a job writes it."""
+    return final.with_name(f".{final.name}.deepseg-lock")
+
+
+def _claim(final: Path) -> Path:
+    """Create ``final``'s lock file exclusively (``O_EXCL``: atomic, one winner); take over a lock left by
+    a process of this machine that no longer runs."""
+    lock = lock_path(final)
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _owner(lock)
+            if attempt == 0 and owner.get("host") == socket.gethostname() and not _alive(owner.get("pid")):
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+                continue
+            raise InputError(f"Output {final} is being written by another DeepSeg run (process {owner.get('pid', '?')} "
+                             f"on {owner.get('host', '?')}, since {owner.get('started', '?')}).",
+                             f"Wait for that run to finish or choose another output path; if no such run is "
+                             f"active, delete {lock}.") from None
+        except OSError as exc:  # read-only folder, no permission, disk full: the system's own words
+            raise InputError(f"Cannot write in the output folder {final.parent}: [Errno {exc.errno}] {exc.strerror}.",
+                             "Choose a folder you can write to (or fix its permissions); nothing was run.") from exc
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
+        return lock
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _owner(lock: Path) -> dict:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid: object) -> bool:
+    """Whether process ``pid`` runs (POSIX); unknown (Windows, bad record) counts as alive, never taken over."""
+    if not isinstance(pid, int) or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
