@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..io import AtomicOutputs
 from ..models.base import SegmentationModel
 from ..models.card import LabelInfo
 from ..options import SegmentOptions
@@ -77,25 +78,25 @@ def segment(
     mirrorings) to get uncertainty maps and a per-structure review ranking from the same single run."""
     opts = SegmentOptions.build(options, **option_values)
     targets = output_paths(opts, output, labelmap, provenance_path)
-    from ..io import AtomicOutputs
 
-    AtomicOutputs(opts.overwrite).check(*targets.values())  # refuse existing outputs before any work
     progress = Progress(progress_callback, cancel or CancelToken())
     started = time.time()
-    progress.stage("load")
-    model, model_ref, folds = load(model, opts)
-    channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card,
-                                    opts.assume_spacing)
-    prediction = run_model(model, channels, opts, folds, progress)
-    labels, selected = postprocess(model, prediction.labels, channels[0], opts)
-    label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")
-    provenance = describe_run(model, model_ref, inputs, channels, opts, prediction, selected, notes, started)
-    result = SegmentationResult(label_volume, selected, prediction.probabilities if return_probabilities else None,
-                                provenance, uncertainty=prediction.uncertainty)
-    if targets:
-        progress.stage("write")
-        provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
-        write_outputs(result, targets, opts, progress)
+    # outputs claimed before any work: existing, unwritable or concurrently written ones are refused now
+    with AtomicOutputs(opts.overwrite).reserve(*targets.values()) as out:
+        progress.stage("load")
+        model, model_ref, folds = load(model, opts)
+        channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card,
+                                        opts.assume_spacing)
+        prediction = run_model(model, channels, opts, folds, progress)
+        labels, selected = postprocess(model, prediction.labels, channels[0], opts)
+        label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")
+        provenance = describe_run(model, model_ref, inputs, channels, opts, prediction, selected, notes, started)
+        result = SegmentationResult(label_volume, selected, prediction.probabilities if return_probabilities else None,
+                                    provenance, uncertainty=prediction.uncertainty)
+        if targets:
+            progress.stage("write")
+            provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
+            write_outputs(result, targets, opts, progress, out)
     progress.finish()
     provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
     return result
@@ -192,9 +193,10 @@ def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, cha
 
 
 def write_outputs(result: SegmentationResult, targets: dict[str, Path], opts: SegmentOptions,
-                  progress: Progress) -> None:
-    """Write every target atomically: nothing appears unless every file was written (and not cancelled)."""
-    from ..io import AtomicOutputs, write_volume
+                  progress: Progress, out: AtomicOutputs) -> None:
+    """Write every target into ``out`` (claimed at the start of the run): nothing appears unless every file
+    was written and the run was not cancelled, when ``out``'s ``with`` block ends."""
+    from ..io import write_volume
 
     writers = {
         "segmentation": lambda p: write_segmentation(p, result.labels, result.label_info, opts.use_tg263),
@@ -202,10 +204,9 @@ def write_outputs(result: SegmentationResult, targets: dict[str, Path], opts: Se
         "uncertainty": lambda p: write_volume(result.uncertainty.maps[result.uncertainty.primary], p),
         "provenance": lambda p: Path(p).write_text(json.dumps(result.provenance, indent=2)),
     }
-    with AtomicOutputs(overwrite=opts.overwrite) as out:
-        for kind, path in targets.items():
-            result.outputs[kind] = out.add(path, writers[kind])
-        progress.cancel.raise_if_cancelled()
+    for kind, path in targets.items():
+        result.outputs[kind] = out.add(path, writers[kind])
+    progress.cancel.raise_if_cancelled()
 
 
 def _sidecar(path: Path) -> Path:
