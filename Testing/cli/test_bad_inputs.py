@@ -21,23 +21,6 @@ from deepseg.volume import Volume
 SPACING = (1.2, 1.0, 2.0)
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    """A small untrained MONAI U-Net card model: the refusals must come before it matters what it predicts."""
-    import torch
-
-    from deepseg.models.card import LabelInfo, ModelCard
-    from deepseg.models.card_model import build_network, save_card_model
-
-    card = ModelCard("tiny-unet", "Tiny test U-Net", "monai-unet", [LabelInfo(1, "target")],
-                     architecture={"channels": [4, 8], "strides": [2], "num_res_units": 0},
-                     preprocessing={"normalization": {"method": "zscore"}, "target_spacing": None,
-                                    "patch_size": [16, 16, 16], "overlap": 0.25, "mirror_axes": []},
-                     license="Apache-2.0")
-    torch.manual_seed(0)
-    return save_card_model(tmp_path_factory.mktemp("model") / "tiny", card, build_network(card).state_dict())
-
-
 def _volume(dtype=np.float32) -> Volume:
     rng = np.random.default_rng(1)
     arr = rng.normal(0, 10, (12, 20, 24))

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import save_tiny_model
+
 from deepseg.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,15 +36,7 @@ class _RunsCode:
 
 
 def _card_folder(tmp_path: Path) -> Path:
-    from deepseg.models.card import LabelInfo, ModelCard
-    from deepseg.models.card_model import build_network, save_card_model
-
-    card = ModelCard("tiny-unet", "Tiny test U-Net", "monai-unet", [LabelInfo(1, "target")],
-                     architecture={"channels": [4, 8], "strides": [2], "num_res_units": 0},
-                     preprocessing={"normalization": {"method": "zscore"}, "target_spacing": None,
-                                    "patch_size": [16, 16, 16], "overlap": 0.25, "mirror_axes": []},
-                     license="Apache-2.0")
-    return save_card_model(tmp_path / "tiny", card, build_network(card).state_dict())
+    return save_tiny_model(tmp_path / "tiny")
 
 
 def _nnunet_folder(tmp_path: Path) -> Path:
