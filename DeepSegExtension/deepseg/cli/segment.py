@@ -29,12 +29,7 @@ def run(args: argparse.Namespace) -> int:
     options = SegmentOptions.from_args(args)
     result = segment(args.model, args.input, output=args.output, labelmap=args.labelmap, options=options,
                      progress_callback=progress_callback(args.progress), cancel=args.cancel)
-    import numpy as np
-
-    counts = np.bincount(result.labels.array.ravel(), minlength=max((lab.value for lab in result.label_info), default=0) + 1)
-    ml = result.labels.voxel_volume_mm3 / 1000.0
-    segments = [{"value": lab.value, "name": lab.display_name(options.use_tg263), "volume_ml": round(float(counts[lab.value] * ml), 3)}
-                for lab in result.label_info]
+    segments = result.volumes(options.use_tg263)
     summary = {"outputs": {k: str(v) for k, v in result.outputs.items()}, "segments": segments,
                "timings_s": result.provenance.get("timings_s", {}), "notes": result.provenance.get("notes", [])}
     if "uncertainty" in result.provenance:

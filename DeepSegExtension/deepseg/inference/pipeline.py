@@ -35,12 +35,21 @@ class SegmentationResult:
     outputs: dict = field(default_factory=dict)  # kind -> written path
     uncertainty: Optional[object] = None  # explain.uncertainty.UncertaintyResult when requested
 
+    def volumes(self, use_tg263: bool = False) -> list[dict]:
+        """``{value, name, volume_ml}`` per output structure (what ``segment`` prints and ``batch`` tabulates)."""
+        top = max((lab.value for lab in self.label_info), default=0)
+        counts = np.bincount(self.labels.array.ravel(), minlength=top + 1)
+        ml = self.labels.voxel_volume_mm3 / 1000.0
+        return [{"value": lab.value, "name": lab.display_name(use_tg263),
+                 "volume_ml": round(float(counts[lab.value] * ml), 3)} for lab in self.label_info]
 
-def _software() -> dict:
+
+def software_versions(extra: Sequence[str] = ()) -> dict:
+    """Versions of deepseg, Python and the libraries a result depends on (for provenance)."""
     import importlib.metadata as md
 
     out = {"deepseg": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "SimpleITK", "monai", "nnunetv2"):
+    for pkg in ("torch", "numpy", "SimpleITK", "monai", "nnunetv2", *extra):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -183,7 +192,7 @@ def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, cha
                     "shape_kji": list(ch.shape), "spacing": list(ch.spacing)}
                    for spec, src, ch in zip(card.inputs, inputs, channels)],
         "settings": {**settings, "device": prediction.device, "structures": [lab.name for lab in selected]},
-        "notes": notes, "software": _software(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "notes": notes, "software": software_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     }
     if prediction.uncertainty is not None:
         from ..explain.uncertainty import uncertainty_summary
