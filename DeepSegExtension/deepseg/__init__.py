@@ -7,7 +7,7 @@ from .errors import Cancelled, DeepSegError, InputError, ModelError  # noqa: E40
 from .volume import Volume  # noqa: E402
 
 __all__ = ["__version__", "Volume", "DeepSegError", "InputError", "ModelError", "Cancelled", "segment",
-           "read_volume", "load_model"]
+           "read_volume", "load_model", "batch"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,9 @@ def __getattr__(name: str):
     if name == "segment":
         from .inference.pipeline import segment
         return segment
+    if name == "batch":
+        from .cohort.run import batch
+        return batch
     if name == "read_volume":
         from .io import read_volume
         return read_volume

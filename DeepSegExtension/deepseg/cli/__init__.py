@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import Cancelled, DeepSegError
 from ..progress import CancelToken
 
-SUBCOMMANDS = ["segment", "models", "demo", "explain", "measure", "export"]
+SUBCOMMANDS = ["segment", "batch", "models", "demo", "explain", "measure", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

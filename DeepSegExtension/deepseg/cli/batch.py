@@ -1,0 +1,108 @@
+"""``deepseg batch``: segment a whole cohort on Dask (local workers, or a running scheduler)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..progress import progress_line
+from .common import add_progress_option, emit
+
+BATCH_OPTIONS = ("device", "tta", "folds", "overlap", "keep_largest", "min_component_ml", "fill_holes",
+                 "structures", "use_tg263")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("batch", help="segment a cohort (folder, glob or manifest) on Dask workers",
+                       description="Segment every case into OUT/<case>/ (the outputs of `deepseg segment`), keeping "
+                       "OUT/cohort.csv up to date (status, error and fix, seconds, worker, mL per structure) and "
+                       "OUT/cohort.json (provenance). Finished cases are skipped when run again; a bad case is "
+                       "marked failed and the others go on; Ctrl-C keeps finished cases. "
+                       "Exit code 1 when a case failed.")
+    p.add_argument("--model", required=True, help="catalog id (fetched) or model folder")
+    p.add_argument("--inputs", required=True, metavar="FOLDER|GLOB|MANIFEST.csv",
+                   help="folder (each image file or DICOM series folder is a case; nnU-Net <case>_0000 names give "
+                        "channels), glob pattern, or manifest CSV with a 'case' column and one column per channel")
+    p.add_argument("--output-dir", required=True, metavar="OUT", help="cohort folder (created; re-runs resume)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: from cores, memory and GPUs)")
+    p.add_argument("--threads-per-worker", type=int, metavar="T", help="PyTorch threads per worker (default: auto)")
+    p.add_argument("--memory-per-worker", metavar="SIZE",
+                   help="memory one case needs, e.g. 16GB (default: estimated from the images); a worker above it "
+                        "is restarted and its case retried")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="use a running Dask scheduler (its workers need deepseg and read access to inputs, model "
+                        "and OUT) instead of starting local workers")
+    _add_run_options(p)
+    p.add_argument("--labelmap", action="store_true", help="also write OUT/<case>/<case>_labels.nii.gz")
+    p.add_argument("--measure", action="store_true", help="also write OUT/<case>/<case>_measurements.csv")
+    p.add_argument("--export", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=[],
+                   metavar="dicom-seg,rtstruct", help="also write DICOM SEG and/or RT-STRUCT (DICOM series inputs)")
+    p.add_argument("--retries", type=int, default=2, help="times a case is run again after its worker died (default 2)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace case folders made from other inputs or settings (identical ones are skipped)")
+    p.add_argument("--json", action="store_true", help="print the cohort summary as JSON")
+    add_progress_option(p)
+    p.set_defaults(func=run)
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (slower, smoother)")
+    p.add_argument("--folds", type=lambda s: [int(f) for f in s.split(",")], help="folds to ensemble, e.g. 0,1,2")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap 0-0.9 (default: the model's)")
+    p.add_argument("--keep-largest", action="store_true", help="keep only the largest component per structure")
+    p.add_argument("--min-component-ml", type=float, default=0.0, help="remove components smaller than this (mL)")
+    p.add_argument("--fill-holes", action="store_true", help="fill enclosed holes in each structure")
+    p.add_argument("--structures", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   help="comma-separated structure names or label values to keep")
+    p.add_argument("--tg263", dest="use_tg263", action="store_true", help="name segments with AAPM TG-263 names")
+
+
+def progress_display(mode: str):
+    """``bar``: one updating line with done/failed/running and the ETA; ``lines``: ``PROGRESS batch n/N``."""
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "lines"
+    if mode == "none":
+        return None
+    last = [-1]
+
+    def show(state) -> None:
+        if mode == "lines":
+            if state.finished != last[0]:
+                last[0] = state.finished
+                print(progress_line("batch", state.finished, state.total), file=sys.stderr, flush=True)
+            return
+        filled = int(30 * state.finished / max(1, state.total))
+        eta = "" if state.eta_s is None else f" ETA {int(state.eta_s // 60)}m{int(state.eta_s % 60):02d}s"
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {state.finished}/{state.total}  done {state.done}"
+                         f"  failed {state.failed}  skipped {state.skipped}  running {state.running}{eta}   ")
+        if state.finished == state.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cohort.run import batch
+    from ..errors import Cancelled
+
+    options = {name: getattr(args, name) for name in BATCH_OPTIONS}
+    try:
+        result = batch(args.model, args.inputs, args.output_dir, workers=args.workers,
+                       threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
+                       memory_per_worker=args.memory_per_worker, retries=args.retries, labelmap=args.labelmap,
+                       measure=args.measure, export=args.export, overwrite=args.overwrite,
+                       progress=progress_display(args.progress), cancel=args.cancel, **options)
+    except Cancelled:
+        print(f"\ndeepseg batch: cancelled; finished cases are kept in {args.output_dir} (cohort.csv). "
+              "Run the same command again to resume.", file=sys.stderr)
+        return 130
+    failed = [r for r in result.rows if r["status"] == "failed"]
+    summary = {"counts": result.counts, "seconds": round(result.seconds, 1), "cohort_csv": str(result.cohort_csv),
+               "cohort_json": str(result.cohort_json),
+               "failed": [{"case": r["case"], "error": r["error"], "fix": r["fix"]} for r in failed]}
+    text = "\n".join([f"{k}: {v}" for k, v in result.counts.items()]
+                     + [f"FAILED {r['case']}: {r['error']}\n  Fix: {r['fix']}" for r in failed]
+                     + [f"wrote {result.cohort_csv}", f"wrote {result.cohort_json}"])
+    emit(summary, args.json, text)
+    return 1 if failed else 0

@@ -1,0 +1,111 @@
+"""The cases of a cohort, from a folder, a glob pattern or a manifest CSV.
+
+* Folder or glob: each image file or DICOM series folder is one case, named after it.  When every image
+  file follows nnU-Net's ``<case>_<XXXX>.<ext>`` naming, the files of one case are its channels, in
+  ``XXXX`` order (so multi-channel models run on an nnU-Net ``imagesTs`` folder as it is).
+* Manifest: one row per case, a ``case`` column and one column per model input channel (paths relative
+  to the manifest's folder or absolute).
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+from ..io import full_suffix
+from ..io.readers import NIBABEL_SUFFIXES, SITK_SUFFIXES
+
+IMAGE_SUFFIXES = (SITK_SUFFIXES - {".seg.nrrd"}) | NIBABEL_SUFFIXES
+_NNUNET_NAME = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str                  # folder name under OUT/
+    inputs: tuple[str, ...]    # one path per model channel (files or DICOM series folders)
+
+
+def find_cases(source: "str | Path", exclude: Optional[Path] = None) -> list[Case]:
+    """Cases of ``source`` (folder, glob pattern or ``.csv`` manifest); ``exclude`` (the output folder) is skipped."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix.lower() == ".csv":
+        cases = _from_manifest(path)
+    elif path.is_dir():
+        cases = _from_paths(sorted(path.iterdir()), exclude)
+    elif any(ch in text for ch in "*?["):
+        cases = _from_paths([Path(p) for p in sorted(glob.glob(str(path), recursive=True))], exclude)
+    else:
+        raise InputError(f"Cohort input {text} is neither a folder, a glob pattern nor a .csv manifest.",
+                         "Give a folder of images/DICOM series, a pattern such as 'scans/*.nii.gz', or a manifest CSV.")
+    if not cases:
+        raise InputError(f"No cases found in {text}.",
+                         "Cases are image files (.nii.gz, .nrrd, .mha, .mgz...) or DICOM series folders.")
+    _check_names(cases, text)
+    return cases
+
+
+def _from_paths(paths: list[Path], exclude: Optional[Path]) -> list[Case]:
+    exclude = exclude.resolve() if exclude else None
+    folders, files = [], []
+    for p in paths:
+        if p.name.startswith(".") or (exclude and (p.resolve() == exclude or exclude in p.resolve().parents)):
+            continue
+        if p.is_dir():
+            folders.append(p)
+        elif full_suffix(p).lower() in IMAGE_SUFFIXES:
+            files.append(p)
+    stems = {p: p.name[: -len(full_suffix(p))] for p in files}
+    cases = [Case(p.name, (str(p),)) for p in folders]
+    if files and all(_NNUNET_NAME.match(s) for s in stems.values()):
+        groups: dict[str, dict[int, str]] = defaultdict(dict)
+        for p, stem in stems.items():
+            m = _NNUNET_NAME.match(stem)
+            groups[m["case"]][int(m["channel"])] = str(p)
+        for name, channels in groups.items():
+            if sorted(channels) != list(range(len(channels))):
+                raise InputError(f"Case {name} has channels {sorted(channels)}; nnU-Net naming needs _0000, _0001, ... "
+                                 "without gaps.", "Rename the files or list the cases in a manifest CSV.")
+            cases.append(Case(name, tuple(channels[i] for i in range(len(channels)))))
+    else:
+        cases += [Case(stems[p], (str(p),)) for p in files]
+    return sorted(cases, key=lambda c: c.name)
+
+
+def _from_manifest(path: Path) -> list[Case]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in (reader.fieldnames or []) if c != "case"]
+        if "case" not in (reader.fieldnames or []) or not columns:
+            raise InputError(f"Manifest {path} needs a 'case' column and one column per model input channel "
+                             f"(it has {reader.fieldnames}).", "Add a header such as: case,CT")
+        cases = []
+        for row in reader:
+            paths = []
+            for c in columns:
+                value = (row.get(c) or "").strip()
+                if not value:
+                    raise InputError(f"Manifest {path}: case {row['case']!r} has no {c!r} input.",
+                                     "Fill in every channel column.")
+                p = Path(value).expanduser()
+                paths.append(str(p if p.is_absolute() else path.parent / p))
+            cases.append(Case(row["case"].strip(), tuple(paths)))
+    return cases
+
+
+def _check_names(cases: list[Case], source: str) -> None:
+    seen: dict[str, Case] = {}
+    for case in cases:
+        if not _SAFE_NAME.match(case.name):
+            raise InputError(f"Case name {case.name!r} (from {source}) cannot be used as a folder name.",
+                             "Use letters, digits, '.', '_', '+' or '-' (a manifest's 'case' column can rename it).")
+        if case.name in seen:
+            raise InputError(f"Two inputs give the case name {case.name!r}: {seen[case.name].inputs[0]} and "
+                             f"{case.inputs[0]}.", "Rename one of them, or list the cases in a manifest CSV.")
+        seen[case.name] = case

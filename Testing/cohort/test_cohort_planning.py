@@ -1,0 +1,112 @@
+"""Cohort planning without Dask: which cases a folder/glob/manifest gives, and how workers are sized."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepseg.cohort.cases import find_cases
+from deepseg.cohort.plan import MIN_CASE_BYTES, case_bytes_estimate, plan_workers
+from deepseg.errors import InputError
+
+GiB = 2**30
+
+
+def _image(path: Path, size=(8, 9, 10)) -> Path:
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros(size[::-1], np.int16)), str(path))
+    return path
+
+
+def test_folder_each_image_file_and_series_folder_is_a_case(tmp_path):
+    _image(tmp_path / "b.nii.gz")
+    _image(tmp_path / "a.nrrd")
+    _image(tmp_path / "c.mha")
+    (tmp_path / "dicom_series").mkdir()
+    (tmp_path / "dicom_series" / "IM0001").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden").mkdir()
+    _image(tmp_path / "out" / "x.nii.gz")  # the output folder inside the input folder is not a case
+    cases = find_cases(tmp_path, exclude=tmp_path / "out")
+    assert [c.name for c in cases] == ["a", "b", "c", "dicom_series"]
+    assert cases[3].inputs == (str(tmp_path / "dicom_series"),)
+    assert all(len(c.inputs) == 1 for c in cases)
+
+
+def test_nnunet_names_group_channels_in_order(tmp_path):
+    for case in ("p1", "p2"):
+        for ch in (1, 0):
+            _image(tmp_path / f"{case}_{ch:04d}.nii.gz")
+    cases = find_cases(tmp_path)
+    assert [c.name for c in cases] == ["p1", "p2"]
+    assert [Path(p).name for p in cases[0].inputs] == ["p1_0000.nii.gz", "p1_0001.nii.gz"]
+
+
+def test_nnunet_names_with_a_missing_channel_are_refused(tmp_path):
+    _image(tmp_path / "p1_0000.nii.gz")
+    _image(tmp_path / "p1_0002.nii.gz")
+    with pytest.raises(InputError, match="without gaps"):
+        find_cases(tmp_path)
+
+
+def test_glob_and_duplicate_names(tmp_path):
+    _image(tmp_path / "x" / "scan.nii.gz")
+    _image(tmp_path / "y" / "scan.nii.gz")
+    _image(tmp_path / "y" / "other.nrrd")
+    assert [c.name for c in find_cases(str(tmp_path / "y" / "*"))] == ["other", "scan"]
+    with pytest.raises(InputError, match="Two inputs give the case name 'scan'"):
+        find_cases(str(tmp_path / "*" / "scan.nii.gz"))
+
+
+def test_manifest_relative_and_absolute_paths(tmp_path):
+    ct = _image(tmp_path / "imgs" / "ct.nii.gz")
+    t1 = _image(tmp_path / "t1.nii.gz")
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"case,CT,T1\npatient-1,imgs/ct.nii.gz,{t1}\n")
+    (case,) = find_cases(manifest)
+    assert case.name == "patient-1" and case.inputs == (str(ct), str(t1))
+    manifest.write_text("case,CT\n../escape,imgs/ct.nii.gz\n")
+    with pytest.raises(InputError, match="cannot be used as a folder name"):
+        find_cases(manifest)
+    manifest.write_text("name,CT\na,imgs/ct.nii.gz\n")
+    with pytest.raises(InputError, match="needs a 'case' column"):
+        find_cases(manifest)
+
+
+def test_nothing_found_is_an_error_naming_the_fix(tmp_path):
+    with pytest.raises(InputError, match="No cases found"):
+        find_cases(tmp_path)
+    with pytest.raises(InputError, match="neither a folder"):
+        find_cases(tmp_path / "missing.nii.gz")
+
+
+@pytest.mark.parametrize("cores,memory,gpus,case,expect", [
+    (2, 24 * GiB, 0, MIN_CASE_BYTES, (2, 1)),       # this machine: two single-thread workers
+    (64, 512 * GiB, 0, MIN_CASE_BYTES, (16, 4)),    # big CPU node: 4 threads each, cores-bound
+    (64, 64 * GiB, 0, 16 * GiB, (3, 4)),            # whole-body CTs on little memory: memory-bound
+    (1, 4 * GiB, 0, 40 * GiB, (1, 1)),              # never fewer than one worker
+    (32, 256 * GiB, 4, MIN_CASE_BYTES, (4, 8)),     # one worker per GPU, cores shared out
+])
+def test_plan_from_cores_memory_and_gpus(cores, memory, gpus, case, expect):
+    plan = plan_workers(cores, memory, gpus, case)
+    assert (plan.workers, plan.threads) == expect
+    assert plan.memory_limit == memory // plan.workers
+    assert plan.gpus == tuple(range(gpus))
+
+
+def test_explicit_plan_wins_and_is_checked():
+    plan = plan_workers(2, 24 * GiB, 0, MIN_CASE_BYTES, workers=1, threads=2)
+    assert (plan.workers, plan.threads, plan.memory_limit) == (1, 2, 24 * GiB)
+    with pytest.raises(InputError, match="at least 1"):
+        plan_workers(2, 24 * GiB, workers=0)
+
+
+def test_case_memory_estimate_reads_headers_only(tmp_path):
+    small = _image(tmp_path / "small.nii.gz", (10, 10, 10))
+    big = _image(tmp_path / "big.nii.gz", (300, 300, 200))
+    assert case_bytes_estimate([(str(small),)]) == MIN_CASE_BYTES
+    assert case_bytes_estimate([(str(small),), (str(big), str(big))]) == 2 * 300 * 300 * 200 * 64
+    assert case_bytes_estimate([(str(tmp_path / "broken.nii.gz"),)]) == MIN_CASE_BYTES
