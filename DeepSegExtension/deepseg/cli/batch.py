@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..options import SegmentOptions
 from ..progress import progress_line
 from .common import add_progress_option, emit
 
-BATCH_OPTIONS = ("device", "tta", "folds", "overlap", "keep_largest", "min_component_ml", "fill_holes",
-                 "structures", "use_tg263")
+# every run option of `deepseg segment` but the uncertainty map (a per-case review tool)
+BATCH_OPTIONS = tuple(name for name in SegmentOptions.names() if name != "uncertainty")
 
 
 def register(sub) -> None:
@@ -31,30 +32,15 @@ def register(sub) -> None:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="use a running Dask scheduler (its workers need deepseg and read access to inputs, model "
                         "and OUT) instead of starting local workers")
-    _add_run_options(p)
+    SegmentOptions.add_arguments(p, BATCH_OPTIONS)
     p.add_argument("--labelmap", action="store_true", help="also write OUT/<case>/<case>_labels.nii.gz")
     p.add_argument("--measure", action="store_true", help="also write OUT/<case>/<case>_measurements.csv")
     p.add_argument("--export", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=[],
                    metavar="dicom-seg,rtstruct", help="also write DICOM SEG and/or RT-STRUCT (DICOM series inputs)")
     p.add_argument("--retries", type=int, default=2, help="times a case is run again after its worker died (default 2)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace case folders made from other inputs or settings (identical ones are skipped)")
     p.add_argument("--json", action="store_true", help="print the cohort summary as JSON")
     add_progress_option(p)
     p.set_defaults(func=run)
-
-
-def _add_run_options(p) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (slower, smoother)")
-    p.add_argument("--folds", type=lambda s: [int(f) for f in s.split(",")], help="folds to ensemble, e.g. 0,1,2")
-    p.add_argument("--overlap", type=float, help="sliding-window overlap 0-0.9 (default: the model's)")
-    p.add_argument("--keep-largest", action="store_true", help="keep only the largest component per structure")
-    p.add_argument("--min-component-ml", type=float, default=0.0, help="remove components smaller than this (mL)")
-    p.add_argument("--fill-holes", action="store_true", help="fill enclosed holes in each structure")
-    p.add_argument("--structures", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                   help="comma-separated structure names or label values to keep")
-    p.add_argument("--tg263", dest="use_tg263", action="store_true", help="name segments with AAPM TG-263 names")
 
 
 def progress_display(mode: str):
@@ -86,13 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from ..cohort.run import batch
     from ..errors import Cancelled
 
-    options = {name: getattr(args, name) for name in BATCH_OPTIONS}
     try:
         result = batch(args.model, args.inputs, args.output_dir, workers=args.workers,
                        threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
                        memory_per_worker=args.memory_per_worker, retries=args.retries, labelmap=args.labelmap,
-                       measure=args.measure, export=args.export, overwrite=args.overwrite,
-                       progress=progress_display(args.progress), cancel=args.cancel, **options)
+                       measure=args.measure, export=args.export, options=SegmentOptions.from_args(args),
+                       progress=progress_display(args.progress), cancel=args.cancel)
     except Cancelled:
         print(f"\ndeepseg batch: cancelled; finished cases are kept in {args.output_dir} (cohort.csv). "
               "Run the same command again to resume.", file=sys.stderr)

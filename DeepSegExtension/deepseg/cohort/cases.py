@@ -18,9 +18,9 @@ from typing import Optional
 
 from ..errors import InputError
 from ..io import full_suffix
-from ..io.readers import NIBABEL_SUFFIXES, SITK_SUFFIXES
+from ..io.readers import NIBABEL_SUFFIXES, NIFTI_SUFFIXES, SITK_SUFFIXES
 
-IMAGE_SUFFIXES = (SITK_SUFFIXES - {".seg.nrrd"}) | NIBABEL_SUFFIXES
+IMAGE_SUFFIXES = (NIFTI_SUFFIXES | SITK_SUFFIXES | NIBABEL_SUFFIXES) - {".seg.nrrd"}  # what read_volume reads
 _NNUNET_NAME = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 from .. import __version__
 from ..errors import Cancelled, InputError
 from ..inference.pipeline import software_versions
+from ..options import SegmentOptions
 from ..progress import CancelToken
 from .cases import Case, find_cases
 from .plan import WorkerPlan, case_bytes_estimate, parse_bytes, plan_workers
@@ -55,17 +56,24 @@ class CohortProgress:
 
 
 def batch(model: "str | Path", inputs: "str | Path", output_dir: "str | Path", *,
-          workers: Optional[int] = None, threads_per_worker: Optional[int] = None, scheduler: Optional[str] = None,
+          options: Optional[SegmentOptions] = None, workers: Optional[int] = None,
+          threads_per_worker: Optional[int] = None, scheduler: Optional[str] = None,
           memory_per_worker: "str | int | None" = None, retries: int = 2, labelmap: bool = False,
-          measure: bool = False, export: Sequence[str] = (), overwrite: bool = False,
+          measure: bool = False, export: Sequence[str] = (),
           progress: Optional[Callable[[CohortProgress], None]] = None, cancel: Optional[CancelToken] = None,
-          **segment_options) -> CohortResult:
+          **option_values) -> CohortResult:
     """Segment every case of ``inputs`` (folder, glob or manifest CSV) into ``output_dir/<case>/``.
 
-    ``segment_options`` are ``deepseg.segment``'s run options (device, tta, folds, overlap, keep_largest, ...).
-    Workers: a local Dask cluster sized by ``plan_workers`` unless ``scheduler`` (``tcp://HOST:PORT``) names a
-    running one.  Finished cases (same input sha256 and settings) are skipped; a case whose worker dies is
-    resubmitted up to ``retries`` times; ``cancel`` stops the run, keeping finished cases."""
+    Run options are ``deepseg.segment``'s: a ``SegmentOptions`` and/or keywords of the same names (device,
+    tta, folds, overlap, keep_largest, ...; ``overwrite`` replaces case folders made with other inputs or
+    settings).  Workers: a local Dask cluster sized by ``plan_workers`` unless ``scheduler``
+    (``tcp://HOST:PORT``) names a running one.  Finished cases (same input sha256 and settings) are skipped;
+    a case whose worker dies is resubmitted up to ``retries`` times; ``cancel`` stops the run, keeping
+    finished cases."""
+    opts = SegmentOptions.build(options, **option_values)
+    if opts.uncertainty:
+        raise InputError("deepseg batch does not write uncertainty maps.",
+                         "Run `deepseg segment --uncertainty` on the cases to review.")
     unknown = set(export) - set(EXPORTS)
     if unknown:
         raise InputError(f"Unknown export format(s) {sorted(unknown)}.", f"Use {' and/or '.join(EXPORTS)}.")
@@ -75,15 +83,15 @@ def batch(model: "str | Path", inputs: "str | Path", output_dir: "str | Path", *
     with _exclusive(out):
         cases = find_cases(inputs, exclude=out)
         model_ref = _resolve_model(model)
-        settings = {"model": model_ref, "options": {k: v for k, v in segment_options.items() if k != "device"},
-                    "labelmap": labelmap, "measure": measure, "export": sorted(export)}
+        run_settings = {k: v for k, v in opts.settings().items() if k not in ("device", "overwrite")}
+        settings = {"model": model_ref, "options": run_settings, "labelmap": labelmap, "measure": measure,
+                    "export": sorted(export)}
         settings_sha = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
         shutil.rmtree(out / PARTIAL, ignore_errors=True)  # debris of a killed run (we hold the folder's lock)
         token = uuid.uuid4().hex[:8]
-        job = Job(str(out), f"deepseg-model-{token}", dict(segment_options), settings_sha, f"deepseg-cancel-{token}",
-                  labelmap, measure, tuple(export), overwrite)
-        plugin = ModelCache(job.plugin, model_ref, tuple(segment_options.get("folds") or ()) or None,
-                            threads_per_worker, segment_options.get("device", "auto"))
+        job = Job(str(out), f"deepseg-model-{token}", opts, settings_sha, f"deepseg-cancel-{token}",
+                  labelmap, measure, tuple(export))
+        plugin = ModelCache(job.plugin, model_ref, opts.folds, threads_per_worker, opts.device)
         provenance = {"deepseg": __version__, "command": "batch", "status": "running", "model": str(model),
                       "model_folder": model_ref, "inputs": str(inputs), "output_dir": str(out), "cases": len(cases),
                       "settings": settings, "settings_sha256": settings_sha, "retries": retries,
@@ -92,8 +100,7 @@ def batch(model: "str | Path", inputs: "str | Path", output_dir: "str | Path", *
         table = CohortTable(out, [c.name for c in cases])
         status = "error"
         try:
-            plan = None if scheduler else _plan(cases, workers, threads_per_worker, memory_per_worker,
-                                                segment_options.get("device", "auto"))
+            plan = None if scheduler else _plan(cases, workers, threads_per_worker, memory_per_worker, opts.device)
             status = _on_cluster(scheduler, plan, plugin, cases, job, table, provenance, retries, token, progress,
                                  cancel or CancelToken())
         finally:

@@ -23,6 +23,7 @@ from typing import Optional
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import Cancelled, DeepSegError, InputError
+from ..options import SegmentOptions
 from ..progress import CancelToken
 from .cases import Case
 
@@ -35,13 +36,12 @@ class Job:
     """Everything a worker needs besides the case; pickled once per task (small)."""
     out_dir: str
     plugin: str                      # name of the ModelCache plugin on the workers
-    options: dict                    # segment() keyword arguments other than model/inputs/outputs
+    options: SegmentOptions          # the run options of every case (overwrite: replace stale case folders)
     settings_sha256: str
     cancel_event: str                # name of the distributed.Event set on Ctrl-C
     labelmap: bool = False
     measure: bool = False
     export: tuple[str, ...] = ()
-    overwrite: bool = False
 
 
 @dataclass
@@ -147,7 +147,7 @@ def run_case(case: Case, job: Job) -> dict:
         previous = read_record(final)
         if previous and previous["input_sha256"] == digest and previous["settings_sha256"] == job.settings_sha256:
             row.update(status="skipped", volumes=previous["volumes"])
-        elif final.exists() and not job.overwrite:
+        elif final.exists() and not job.options.overwrite:
             why = "other inputs or settings" if previous else "something other than deepseg batch"
             raise InputError(f"{final} already holds results made from {why}.",
                              "Pass --overwrite to replace them, or choose another --output-dir.")
@@ -186,11 +186,11 @@ def read_record(folder: Path) -> Optional[dict]:
 def _segment(case: Case, job: Job, cache: ModelCache, stage: Path, cancel: CancelToken) -> list[dict]:
     from ..inference.pipeline import segment
 
-    options = dict(job.options)
-    options.pop("folds", None)  # the cached model holds the selected folds (as `deepseg segment` loads it)
-    options["device"] = cache.device
+    # the cached model holds the selected folds (as `deepseg segment` loads it); the stage folder is empty
+    options = job.options.replace(folds=None, device=cache.device, overwrite=False)
     result = segment(cache.model(), list(case.inputs), output=stage / f"{case.name}.seg.nrrd",
-                     labelmap=stage / f"{case.name}_labels.nii.gz" if job.labelmap else None, cancel=cancel, **options)
+                     labelmap=stage / f"{case.name}_labels.nii.gz" if job.labelmap else None, options=options,
+                     cancel=cancel)
     if job.measure:
         from ..io import read_volume
         from ..measure.table import measure_segmentation, write_csv
@@ -200,7 +200,7 @@ def _segment(case: Case, job: Job, cache: ModelCache, stage: Path, cancel: Cance
     if job.export:
         _export(case, job, result, stage)
     cancel.raise_if_cancelled()
-    return [{"name": v["name"], "volume_ml": v["volume_ml"]} for v in result.volumes(options.get("use_tg263", False))]
+    return [{"name": v["name"], "volume_ml": v["volume_ml"]} for v in result.volumes(options.use_tg263)]
 
 
 def _export(case: Case, job: Job, result, stage: Path) -> None:
