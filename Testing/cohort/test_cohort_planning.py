@@ -1,6 +1,7 @@
 """Cohort planning without Dask: which cases a folder/glob/manifest gives, and how workers are sized."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,24 @@ def test_case_memory_estimate_reads_headers_only(tmp_path):
     assert case_bytes_estimate([(str(small),)]) == MIN_CASE_BYTES
     assert case_bytes_estimate([(str(small),), (str(big), str(big))]) == 2 * 300 * 300 * 200 * 64
     assert case_bytes_estimate([(str(tmp_path / "broken.nii.gz"),)]) == MIN_CASE_BYTES
+
+
+def test_unreachable_scheduler_is_an_error_naming_the_fix(tmp_path):
+    import socket
+
+    import dask
+
+    import deepseg
+
+    _image(tmp_path / "in" / "a.nii.gz")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dataset.json").write_text("{}")  # recognised as an nnU-Net folder; never loaded
+    with socket.socket() as s:  # a port on 127.0.0.1 where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(InputError, match="Cannot reach the Dask scheduler") as err, \
+            dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        deepseg.batch(model, tmp_path / "in", tmp_path / "out", scheduler=f"tcp://127.0.0.1:{port}")
+    assert "dask scheduler" in err.value.fix
+    assert json.loads((tmp_path / "out" / "cohort.json").read_text())["status"] == "error"

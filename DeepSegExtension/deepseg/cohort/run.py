@@ -126,7 +126,12 @@ def _on_cluster(scheduler: Optional[str], plan: Optional[WorkerPlan], plugin: Mo
 
     with ExitStack() as stack:
         if plan is None:
-            client = stack.enter_context(Client(scheduler, timeout="30s"))
+            try:
+                client = stack.enter_context(Client(scheduler))  # waits distributed.comm.timeouts.connect
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}).",
+                                 "Check the address (tcp://HOST:PORT), that `dask scheduler` runs there and that "
+                                 "the port is open; or leave out --scheduler to use local workers.") from exc
         else:
             client = stack.enter_context(Client(_local_cluster(stack, plan)))
             plugin.threads, plugin.gpus = plan.threads, plan.gpus
