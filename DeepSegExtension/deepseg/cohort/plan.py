@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from ..errors import InputError
 
-BYTES_PER_VOXEL = 64       # peak working set per input voxel: image, resampled copy, logits, probabilities
+BYTES_PER_VOXEL = 64       # per input voxel: image, resampled copy, float32 probabilities of a few classes
 MIN_CASE_BYTES = 2 << 30   # model weights, PyTorch and the interpreter alone take about a GiB
 
 
