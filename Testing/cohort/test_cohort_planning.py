@@ -132,3 +132,17 @@ def test_unreachable_scheduler_is_an_error_naming_the_fix(tmp_path):
         deepseg.batch(model, tmp_path / "in", tmp_path / "out", scheduler=f"tcp://127.0.0.1:{port}")
     assert "dask scheduler" in err.value.fix
     assert json.loads((tmp_path / "out" / "cohort.json").read_text())["status"] == "error"
+
+
+def test_progress_bar_and_lines(capsys):
+    from deepseg.cli.batch import progress_display
+    from deepseg.cohort.run import CohortProgress
+
+    progress_display("bar")(CohortProgress(total=10, done=3, failed=1, skipped=2, running=2, eta_s=125.0))
+    bar = capsys.readouterr().err
+    assert "[############" in bar and "6/10" in bar and "done 3" in bar and "failed 1" in bar
+    assert "skipped 2" in bar and "running 2" in bar and "ETA 2m05s" in bar
+    lines = progress_display("lines")
+    lines(CohortProgress(total=4, done=1))
+    lines(CohortProgress(total=4, done=1, running=2))  # unchanged count: no second line
+    assert capsys.readouterr().err == "PROGRESS batch 1/4\n"
