@@ -8,8 +8,8 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import (HAS_QT, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
-                                   describe_module)
+from deepseg_slicer.compat import HAS_QT, ScriptedLoadableModule, _, describe_module  # noqa: E402
+from deepseg_slicer.selftest import SelfTestCase  # noqa: E402
 from DeepSegExplainLib.Logic import DeepSegExplainLogic  # noqa: E402,F401
 from DeepSegExplainLib.Parameters import DeepSegExplainParameterNode  # noqa: E402,F401
 
@@ -45,11 +45,8 @@ class DeepSegExplain(ScriptedLoadableModule):
         describe_module(self.parent, _("DeepSeg Explain"), HELP, ACKNOWLEDGEMENT)
 
 
-class DeepSegExplainTest(ScriptedLoadableModuleTest):
+class DeepSegExplainTest(SelfTestCase):
     """Segments generated data with a generated model, explains one segment, thresholds the map."""
-
-    def runTest(self) -> None:
-        self.test_explain_generated_segment()
 
     def test_explain_generated_segment(self) -> None:
         import tempfile
@@ -57,10 +54,10 @@ class DeepSegExplainTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import make_test_model, selftest_scene, synthetic_ct
+        from deepseg_slicer.selftest import make_test_model, synthetic_ct
         from deepseg_slicer.tasks import SegmentRequest, SegmentTask
 
-        scene = selftest_scene()
+        scene = self.scene
         volume = synthetic_ct()
         node = mrml.volume_to_node(volume, scene)
         logic = DeepSegExplainLogic(scene)

@@ -8,8 +8,8 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import (HAS_QT, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
-                                   describe_module)
+from deepseg_slicer.compat import HAS_QT, IN_SLICER, ScriptedLoadableModule, _, describe_module  # noqa: E402
+from deepseg_slicer.selftest import SelfTestCase  # noqa: E402
 from deepseg_slicer.models import OAR_GROUPS, acknowledgement  # noqa: E402
 from DeepSegOARLib.Logic import DeepSegOARLogic  # noqa: E402,F401
 from DeepSegOARLib.Parameters import DeepSegOARParameterNode  # noqa: E402,F401
@@ -41,13 +41,17 @@ class DeepSegOAR(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
         describe_module(self.parent, _("DeepSeg OAR"), HELP, acknowledgement(OAR_GROUPS))
+        if IN_SLICER:  # the demo CT in the Sample Data module, downloaded through the model store when clicked
+            import slicer
+
+            from deepseg_slicer.sampledata import register_sample_data
+
+            icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DeepSegOAR.png")
+            slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
 
-class DeepSegOARTest(ScriptedLoadableModuleTest):
+class DeepSegOARTest(SelfTestCase):
     """Runs the logic's background path on generated data with a generated tiny model."""
-
-    def runTest(self) -> None:
-        self.test_segment_generated_volume()
 
     def test_segment_generated_volume(self) -> None:
         import tempfile
@@ -55,10 +59,10 @@ class DeepSegOARTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import TEST_LABELS, make_test_model, selftest_scene, synthetic_ct
+        from deepseg_slicer.selftest import TEST_LABELS, make_test_model, synthetic_ct
 
         self.delayDisplay("Generating a volume and a test model")
-        scene = selftest_scene()
+        scene = self.scene
         volume = synthetic_ct()
         node = mrml.volume_to_node(volume, scene)
         with tempfile.TemporaryDirectory() as folder:

@@ -8,8 +8,8 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import (HAS_QT, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
-                                   describe_module)
+from deepseg_slicer.compat import HAS_QT, ScriptedLoadableModule, _, describe_module  # noqa: E402
+from deepseg_slicer.selftest import SelfTestCase  # noqa: E402
 from deepseg_slicer.models import TUMOUR_GROUPS, acknowledgement  # noqa: E402
 from DeepSegTumorLib.Logic import DeepSegTumorLogic  # noqa: E402,F401
 from DeepSegTumorLib.Parameters import DeepSegTumorParameterNode  # noqa: E402,F401
@@ -42,11 +42,8 @@ class DeepSegTumor(ScriptedLoadableModule):
         describe_module(self.parent, _("DeepSeg Tumor"), HELP, acknowledgement(TUMOUR_GROUPS))
 
 
-class DeepSegTumorTest(ScriptedLoadableModuleTest):
+class DeepSegTumorTest(SelfTestCase):
     """Two named inputs assigned from node names, an ROI, lesion clean-up and the summary."""
-
-    def runTest(self) -> None:
-        self.test_two_inputs_roi_and_summary()
 
     def test_two_inputs_roi_and_summary(self) -> None:
         import tempfile
@@ -54,10 +51,10 @@ class DeepSegTumorTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import make_test_model, selftest_scene, synthetic_ct
+        from deepseg_slicer.selftest import make_test_model, synthetic_ct
         from deepseg_slicer.tasks import crop_to_corners
 
-        scene = selftest_scene()
+        scene = self.scene
         flair = mrml.volume_to_node(synthetic_ct(name="case FLAIR", seed=2), scene)
         t1 = mrml.volume_to_node(synthetic_ct(name="case T1", seed=1), scene)
         roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")

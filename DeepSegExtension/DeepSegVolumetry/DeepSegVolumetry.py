@@ -8,8 +8,8 @@ _EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_DIR, "deepseg_slicer")) and _EXTENSION_DIR not in sys.path:
     sys.path.append(_EXTENSION_DIR)  # run from a source checkout ("Additional module paths")
 
-from deepseg_slicer.compat import (HAS_QT, IN_SLICER, ScriptedLoadableModule, ScriptedLoadableModuleTest, _,  # noqa: E402
-                                   describe_module)
+from deepseg_slicer.compat import HAS_QT, IN_SLICER, ScriptedLoadableModule, _, describe_module  # noqa: E402
+from deepseg_slicer.selftest import SelfTestCase  # noqa: E402
 from DeepSegVolumetryLib.Logic import DeepSegVolumetryLogic  # noqa: E402,F401
 from DeepSegVolumetryLib.Parameters import DeepSegVolumetryParameterNode  # noqa: E402,F401
 
@@ -52,20 +52,17 @@ class DeepSegVolumetry(ScriptedLoadableModule):
             slicer.app.connect("startupCompleted()", registerSegmentStatisticsPlugin)
 
 
-class DeepSegVolumetryTest(ScriptedLoadableModuleTest):
+class DeepSegVolumetryTest(SelfTestCase):
     """Measures, compares and follows up generated segmentations with known volumes."""
-
-    def runTest(self) -> None:
-        self.test_measure_compare_followup()
 
     def test_measure_compare_followup(self) -> None:
         import numpy as np
 
         from deepseg.models.card import LabelInfo
         from deepseg_slicer import mrml
-        from deepseg_slicer.selftest import selftest_scene, synthetic_ct
+        from deepseg_slicer.selftest import synthetic_ct
 
-        scene = selftest_scene()
+        scene = self.scene
         ct = synthetic_ct()
         ct_node = mrml.volume_to_node(ct, scene)
         arr = np.zeros(ct.shape, np.uint16)

@@ -15,10 +15,12 @@ In Slicer every name below is Slicer's own.  Headless:
 * ``_``/``translate`` return the text unchanged.
 
 ``HAS_QT`` says whether the panels (Widget classes) can be imported; ``describe_module`` fills in
-the description every DeepSeg module shares (category, contributors) in the module class.
+the description every DeepSeg module shares (category, contributors) in the module class;
+``forget_packages`` lets the panels' Reload re-read the ``*Lib`` packages and ``deepseg_slicer``.
 """
 from __future__ import annotations
 
+import sys
 import typing
 import unittest
 
@@ -159,3 +161,13 @@ def describe_module(parent, title: str, helpText: str, acknowledgementText: str,
     parent.contributors = ["DeepSeg developers"]
     parent.helpText = helpText
     parent.acknowledgementText = acknowledgementText
+
+
+def forget_packages(*names: str) -> list[str]:
+    """Drop the packages ``names`` and their submodules from ``sys.modules`` (returns what was dropped),
+    so that the next import reads their files again: Slicer's Reload re-runs only the module's own
+    file, which then imports its ``<module>Lib`` package and ``deepseg_slicer`` afresh."""
+    dropped = [m for m in list(sys.modules) if m in names or m.startswith(tuple(f"{n}." for n in names))]
+    for name in dropped:
+        del sys.modules[name]
+    return dropped

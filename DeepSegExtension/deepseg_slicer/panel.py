@@ -21,7 +21,7 @@ import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from .compat import _
+from .compat import _, forget_packages
 from .progress_lines import ProgressEvent
 
 
@@ -55,6 +55,12 @@ class ParameterNodeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = logic
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    def onReload(self) -> None:
+        """Reload also the module's ``<module>Lib`` package and ``deepseg_slicer`` (Slicer's own
+        Reload re-runs only the module file, so edits there would otherwise need a restart)."""
+        forget_packages(f"{self.moduleName}Lib", "deepseg_slicer")
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def cleanup(self) -> None:
         if self.run is not None:

@@ -11,6 +11,8 @@ import numpy as np
 
 from deepseg.volume import Volume
 
+from .compat import ScriptedLoadableModuleTest
+
 TEST_LABELS = [
     {"value": 1, "name": "Liver", "color": [221, 130, 101], "tg263": "Liver",
      "type": {"value": "10200004", "scheme": "SCT", "meaning": "Liver"}},
@@ -20,10 +22,28 @@ TEST_LABELS = [
 
 
 def selftest_scene():
-    """The scene a self-test works in: Slicer's ``slicer.mrmlScene``, or a new one on slicer-core."""
+    """The scene a self-test works in, empty: Slicer's ``slicer.mrmlScene`` cleared (as Slicer's module
+    template's ``setUp`` does), or a new one on slicer-core."""
     import slicer
 
-    return getattr(slicer, "mrmlScene", None) or slicer.vtkMRMLScene()
+    scene = getattr(slicer, "mrmlScene", None)
+    if scene is None:
+        return slicer.vtkMRMLScene()
+    scene.Clear(0)
+    return scene
+
+
+class SelfTestCase(ScriptedLoadableModuleTest):
+    """Base of the modules' self-tests: every ``test_*`` method starts from an empty scene
+    (``self.scene``), as in Slicer's scripted-module template (``setUp`` + ``runTest``)."""
+
+    def setUp(self) -> None:
+        self.scene = selftest_scene()
+
+    def runTest(self) -> None:
+        for name in sorted(n for n in dir(self) if n.startswith("test_")):
+            self.setUp()
+            getattr(self, name)()
 
 
 def synthetic_ct(shape: Sequence[int] = (16, 40, 48), name: str = "synthetic CT", seed: int = 0) -> Volume:

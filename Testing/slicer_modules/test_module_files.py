@@ -125,3 +125,22 @@ def test_extension_description_and_cmake_list_every_module():
 def test_gui_only_files_compile(path):
     """Widget and plugin files need Slicer's Qt to import; here at least they must compile."""
     compile((EXTENSION / path).read_text(), path, "exec")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_panels_reload_their_packages(module):
+    """Every panel inherits ParameterNodeWidget, whose onReload also re-reads ``<module>Lib`` and
+    ``deepseg_slicer`` (Slicer's Reload re-runs only the module file)."""
+    tree = ast.parse((EXTENSION / module / f"{module}Lib" / "Widget.py").read_text())
+    shared = {c.name: c for c in ast.parse((EXTENSION / "deepseg_slicer" / "panel.py").read_text()).body
+              if isinstance(c, ast.ClassDef)}
+    bases = [b for c in tree.body if isinstance(c, ast.ClassDef) and c.name == f"{module}Widget" for b in base_names(c)]
+    chain = set(bases)
+    while bases:
+        base = shared.get(bases.pop())
+        if base is not None:
+            chain.add(base.name)
+            bases += base_names(base)
+    assert "ParameterNodeWidget" in chain
+    reload = next(f for f in shared["ParameterNodeWidget"].body if isinstance(f, ast.FunctionDef) and f.name == "onReload")
+    assert 'forget_packages(f"{self.moduleName}Lib", "deepseg_slicer")' in ast.unparse(reload).replace("'", '"')
