@@ -41,13 +41,23 @@ class DeepSegOAR(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
         describe_module(self.parent, _("DeepSeg OAR"), HELP, acknowledgement(OAR_GROUPS))
-        if IN_SLICER:  # the demo CT in the Sample Data module, downloaded through the model store when clicked
+        if IN_SLICER:
             import slicer
 
-            from deepseg_slicer.sampledata import register_sample_data
+            slicer.app.connect("startupCompleted()", registerWithSlicer)
 
-            icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DeepSegOAR.png")
-            slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
+
+def registerWithSlicer() -> None:
+    """Once Slicer has started: DeepSeg's structures as a terminology (.term.json) in the Terminologies
+    module, and the demo CT in the Sample Data module (downloaded through the model store when clicked)."""
+    import slicer
+
+    from deepseg.models.store import default_home
+    from deepseg_slicer.sampledata import register_sample_data
+    from deepseg_slicer.terminology import register_terminology
+
+    register_terminology(slicer.util.getModuleLogic("Terminologies"), default_home() / "terminology")
+    register_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DeepSegOAR.png"))
 
 
 class DeepSegOARTest(SelfTestCase):

@@ -64,3 +64,36 @@ def test_forget_packages_makes_the_next_import_read_the_files_again(tmp_path, mo
     importlib.invalidate_caches()
     assert importlib.import_module("DeepSegFakeLib.Logic").VERSION == 2
     forget_packages("DeepSegFakeLib")
+
+
+def test_terminology_loads_into_slicers_terminologies_logic(tmp_path):
+    """The generated .term.json is read by Slicer's own Terminologies logic: the DeepSeg context with
+    one Anatomical Structure category, every coded structure as a type (laterality as modifiers),
+    names and distinct colours; uncoded catalogue names stay out."""
+    import slicer
+
+    from deepseg.export.terminology import catalogue
+    from deepseg_slicer.terminology import CONTEXT_NAME, FILE_NAME, register_terminology
+
+    logic = slicer.vtkSlicerTerminologiesModuleLogic()
+    assert register_terminology(logic, tmp_path) == CONTEXT_NAME
+    assert (tmp_path / FILE_NAME).is_file() and logic.IsTerminologyContextLoaded(CONTEXT_NAME)
+    category = slicer.vtkSlicerTerminologyCategory()
+    assert logic.GetNumberOfCategoriesInTerminology(CONTEXT_NAME) == 1
+    assert logic.GetNthCategoryInTerminology(CONTEXT_NAME, 0, category)
+    assert (category.GetCodeValue(), category.GetCodeMeaning()) == ("123037004", "Anatomical Structure")
+    types = {}
+    for i in range(logic.GetNumberOfTypesInTerminologyCategory(CONTEXT_NAME, category)):
+        kind = slicer.vtkSlicerTerminologyType()
+        assert logic.GetNthTypeInTerminologyCategory(CONTEXT_NAME, category, i, kind)
+        modifiers = []
+        for m in range(logic.GetNumberOfTypeModifiersInTerminologyType(CONTEXT_NAME, category, kind)):
+            modifier = slicer.vtkSlicerTerminologyType()
+            assert logic.GetNthTypeModifierInTerminologyType(CONTEXT_NAME, category, kind, m, modifier)
+            modifiers.append(modifier.GetCodeMeaning())
+        types[kind.GetCodeValue()] = (kind.GetCodeMeaning(), tuple(kind.GetRecommendedDisplayRGBValue()), sorted(modifiers))
+    coded = {e["type"]["value"] for e in catalogue().values() if e.get("type")}
+    assert coded <= set(types), coded - set(types)
+    assert types["10200004"][0] == "Liver"
+    assert types["64033007"][2] == ["Left", "Right"]  # kidney_left / kidney_right
+    assert len({colour for _, colour, _ in types.values()}) == len(types)
