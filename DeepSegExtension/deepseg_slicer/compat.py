@@ -63,6 +63,8 @@ except ImportError:
         def getParameterNode(self):
             scene = self.scene
             node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+            if node is not None and node.GetAttribute("ModuleName") != self.moduleName:
+                node.SetAttribute("ModuleName", self.moduleName)  # as Slicer's: a scene close may drop it
             if node is None:
                 node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
                 node.UnRegister(None)

@@ -50,6 +50,7 @@ class SegmentRequest:
     output_node: object = None  # existing segmentation node to replace, or None for a new one
     roi_node: object = None
     name: Optional[str] = None
+    all_labels: bool = False  # a segment for every model label, also those the run did not find
 
 
 class CliTask:
@@ -162,7 +163,7 @@ class SegmentTask(CliTask):
         source = self.request.input_nodes[0]
         name = self.request.name or f"{source.GetName()} {self.request.model}"
         return mrml.labels_to_segmentation(labels, label_info, self.scene, node=self.request.output_node,
-                                           name=name, source_node=source)
+                                           name=name, source_node=source, all_labels=self.request.all_labels)
 
 
 class CommandTask(CliTask):

@@ -34,6 +34,9 @@ def test_tumor_parameters_round_trip_through_the_scene(scene, monkeypatch):
 
 @pytest.mark.parametrize("module", ["DeepSegOAR", "DeepSegExplain", "DeepSegVolumetry"])
 def test_each_module_has_its_own_parameter_node(module, scene, monkeypatch):
-    p = _logic(module, scene, monkeypatch).getParameterNode()
+    logic = _logic(module, scene, monkeypatch)
+    p = logic.getParameterNode()
     assert p.parameterNode.GetSingletonTag() == module
     assert p.parameterNode.GetAttribute("ModuleName") == module
+    p.parameterNode.RemoveAttribute("ModuleName")  # what a scene close can do; Slicer's logic restores it
+    assert logic.getParameterNode().parameterNode.GetAttribute("ModuleName") == module

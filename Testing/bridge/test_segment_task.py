@@ -123,3 +123,20 @@ def test_console_batch_loop_over_a_folder(scene, test_model, tmp_path, monkeypat
         np.testing.assert_array_equal(labels.array, segment(test_model, [path]).labels.array)
         assert [i.name for i in infos] == ["Liver", "Spleen"]  # TG-263 names of the test labels
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+@pytest.mark.parametrize("all_labels, expected", [(False, [1]), (True, [1, 2])])
+def test_import_makes_segments_for_found_labels_unless_all_asked(scene, tmp_path, all_labels, expected):
+    """A model with two labels whose run found only the first: one segment, or both when asked."""
+    from deepseg.export.seg_nrrd import write_seg_nrrd
+    from deepseg.models.card import LabelInfo
+
+    volume = synthetic_ct()
+    node = mrml.volume_to_node(volume, scene)
+    arr = np.zeros(volume.shape, np.uint8)
+    arr[4:8, 10:20, 10:20] = 1
+    write_seg_nrrd(tmp_path / "result.seg.nrrd", volume.with_array(arr), [LabelInfo(1, "Liver"), LabelInfo(2, "Spleen")])
+    task = SegmentTask(SegmentRequest("model", [node], all_labels=all_labels), scene)
+    task.workdir = tmp_path
+    seg = task.import_outputs().GetSegmentation()
+    assert [seg.GetNthSegment(i).GetLabelValue() for i in range(seg.GetNumberOfSegments())] == expected

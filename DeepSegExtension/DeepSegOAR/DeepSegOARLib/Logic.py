@@ -28,14 +28,15 @@ class DeepSegOARLogic(DeepSegLogicBase):
 
     def segment(self, volumeNode, model: str, *, structures: Optional[Sequence[str]] = None,
                 useTG263: bool = False, fast: bool = False, device: str = "auto", outputNode=None,
-                wait: bool = False, onProgress=None, onLog=None, onDone=None):
+                allLabels: bool = False, wait: bool = False, onProgress=None, onLog=None, onDone=None):
         """Segment ``volumeNode`` with ``model`` (catalog id or model folder).
 
         ``structures``: names/TG-263 names/label values to keep (default all); ``outputNode``: a
-        segmentation node to replace (default: a new one next to the volume).  With ``wait=True``
+        segmentation node to replace (default: a new one next to the volume); ``allLabels``: a segment
+        for every label of the model, also those not found (default: only those found).  With ``wait=True``
         returns the segmentation node (raising the run's error); otherwise returns the running task.
         """
         options = SegmentOptions(device=device, overlap=FAST_OVERLAP if fast else None, structures=structures,
                                  use_tg263=useTG263)
-        request = SegmentRequest(model, [volumeNode], options, output_node=outputNode)
+        request = SegmentRequest(model, [volumeNode], options, output_node=outputNode, all_labels=allLabels)
         return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)
