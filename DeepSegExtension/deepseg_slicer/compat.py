@@ -99,9 +99,17 @@ except ImportError:
             if not self.minimum <= value <= self.maximum:
                 raise ValueError(f"Value must be within range [{self.minimum}, {self.maximum}], is {value}")
 
+    # what Slicer's wrapper adds to the class (wrapper._processClass raises for a parameter of that name)
+    _RESERVED = ("allParameters", "default", "isCached", "dataType", "getValue", "setValue", "connectGui",
+                 "connectParametersToGui", "disconnectGui", "StartModify", "EndModify", "AddObserver",
+                 "RemoveObserver", "Modified")
+
     def parameterNodeWrapper(cls):  # type: ignore[no-redef]
         """Headless ``parameterNodeWrapper``: typed attributes stored in a scripted module node."""
         hints = typing.get_type_hints(cls, include_extras=True)
+        for name in hints:
+            if name in _RESERVED:
+                raise ValueError(f"Cannot use reserved name '{name}' in a parameterNodeWrapper")
 
         def make_property(name: str, hint):
             kind, *annotations = typing.get_args(hint) if typing.get_origin(hint) is typing.Annotated else (hint,)

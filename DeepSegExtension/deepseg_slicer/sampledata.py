@@ -33,15 +33,18 @@ def register_sample_data(thumbnail: str) -> list[str]:
 
     from deepseg.models.catalog import load_catalog
 
-    ids = list(load_catalog().samples)
+    samples = load_catalog().samples
 
     def download(source):
         node = load_sample(source.sampleName, slicer.mrmlScene)
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         return node
 
-    for sample_id in ids:
+    for sample_id, sample in samples.items():
+        # SampleDataSource needs uris as a string or list with matching fileNames/nodeNames (it takes
+        # len() of each): the store's source stands there, the download is customDownloader's
+        source = sample["source"]
         SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category=CATEGORY, sampleName=sample_id, customDownloader=download,
-            thumbnailFileName=thumbnail, nodeNames=sample_id)
-    return ids
+            category=CATEGORY, sampleName=sample_id, uris=f"{source['type']}:{source.get('requirement', sample_id)}",
+            fileNames=sample["image"], nodeNames=sample_id, customDownloader=download, thumbnailFileName=thumbnail)
+    return list(samples)

@@ -42,13 +42,25 @@ def test_sample_data_registration(monkeypatch):
     from deepseg_slicer.sampledata import CATEGORY, register_sample_data
 
     calls = []
-    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: calls.append(kw))
+
+    def register(**kw):
+        """Records the call, with the invariant Slicer's SampleDataSource.__init__ enforces (SampleData.py
+        at Slicer 583e9b37): uris a string (then one file) or a list as long as fileNames and nodeNames."""
+        if isinstance(kw.get("uris"), str):
+            assert all(not isinstance(kw.get(k), (list, tuple)) for k in ("fileNames", "nodeNames"))
+        else:
+            assert isinstance(kw.get("uris"), (list, tuple)), "SampleDataSource takes len(uris)"
+            assert len(kw["uris"]) == len(kw["fileNames"]) == len(kw.get("nodeNames") or kw["uris"])
+        calls.append(kw)
+
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=register)
     monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
     ids = register_sample_data("icon.png")
     assert ids == list(load_catalog().samples) and "lits-117" in ids
     assert [c["sampleName"] for c in calls] == ids
     assert all(c["category"] == CATEGORY and c["thumbnailFileName"] == "icon.png" and callable(c["customDownloader"])
-               and "uris" not in c for c in calls)
+               for c in calls)
+    assert calls[ids.index("lits-117")]["uris"] == "pypi:liver-ct-segmentation-package==1.6.0"
 
 
 def test_forget_packages_makes_the_next_import_read_the_files_again(tmp_path, monkeypatch):

@@ -286,3 +286,12 @@ def test_headless_wrapper_validates_like_slicer(monkeypatch):
     with pytest.raises(ValueError, match="within range"):
         p.opacity = 1.5
     assert (p.method, p.opacity) == ("hirescam", 0.5)
+
+
+@pytest.mark.parametrize("name", ["connectGui", "default", "dataType", "Modified"])
+def test_wrapper_refuses_reserved_names(name):
+    """wrapper._processClass: ValueError for a parameter named like what the wrapper adds (both wrappers)."""
+    from deepseg_slicer.compat import parameterNodeWrapper
+
+    with pytest.raises(ValueError, match="reserved name"):
+        parameterNodeWrapper(type("Params", (), {"__annotations__": {name: bool}, name: False}))
