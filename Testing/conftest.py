@@ -56,11 +56,14 @@ class ThresholdModel:
                     net.weight.zero_()
                     net.weight[1, 0] = 1.0
                     net.bias[:] = torch.tensor([0.0, -threshold])
-                self.networks = [net.eval()]
+                self.networks = {"0": net.eval()}
                 self.window = WindowSpec(tuple(patch), overlap=0.5)
 
-            def prepare(self, channels_):
+            def prepare(self, channels_, previous=()):
                 return Prepared(np.stack([c.array.astype(np.float32) for c in channels_]), channels_[0])
+
+            def to_input_grid(self, maps, prepared, fill=0.0):
+                return np.asarray(maps, np.float32)  # network space is the input grid
 
             def restore(self, logits, prepared):
                 return torch.softmax(torch.as_tensor(logits), 0).numpy()

@@ -2,7 +2,8 @@
 
 * ``ArrayModel``: a ``SegmentationModel`` around any torch network; ``prepare`` stacks the
   channels and optionally down-samples by 2, transposes the axes and pads (so network space
-  differs from the input grid, as in real formats); ``restore`` undoes them and applies the softmax.
+  differs from the input grid, as in real formats); ``to_input_grid`` undoes them and ``restore``
+  applies the softmax after it.
 * ``cue_model``: a MONAI U-Net trained in seconds on generated volumes where a bright block is
   labelled "target" **only when** a small cue cube is present in a fixed corner; the block looks
   the same either way, so the network must look at the cue region to draw the structure.
@@ -30,11 +31,11 @@ class ArrayModel(SegmentationModel):
         labels = [LabelInfo(i + 1, ["target", "other", "third"][i]) for i in range(n_labels)]
         self.card = ModelCard("test-array", "test", "test", labels,
                               inputs=[InputSpec(f"c{i}") for i in range(in_channels)])
-        self.networks = [net.eval()]
+        self.networks = {"0": net.eval()}
         self.window = WindowSpec(tuple(patch), overlap=overlap, mirror_axes=(0, 1, 2), output_margin=(margin,) * 3)
         self.downsample, self.transpose, self.pad = downsample, transpose, pad
 
-    def prepare(self, channels):
+    def prepare(self, channels, previous=()):
         img = np.stack([c.array for c in channels]).astype(np.float32)  # the cue net was trained on raw intensities
         t = torch.from_numpy(img)[None]
         if self.downsample:
@@ -45,15 +46,18 @@ class ArrayModel(SegmentationModel):
             t = F.pad(t, [self.pad] * 6, mode="replicate")
         return Prepared(t[0].numpy(), channels[0], {"shape": channels[0].shape})
 
-    def restore(self, logits, prepared):
-        t = torch.as_tensor(logits, dtype=torch.float32)[None]
+    def to_input_grid(self, maps, prepared, fill=0.0):
+        t = torch.as_tensor(maps, dtype=torch.float32)[None]
         if self.pad:
             t = t[:, :, self.pad:-self.pad, self.pad:-self.pad, self.pad:-self.pad]
         if self.transpose:
             t = t.permute(0, 1, 4, 3, 2)
         if self.downsample:
             t = F.interpolate(t, size=prepared.context["shape"], mode="trilinear", align_corners=False)
-        return torch.softmax(t[0], 0).numpy()
+        return t[0].numpy()
+
+    def restore(self, logits, prepared):
+        return torch.softmax(torch.from_numpy(self.to_input_grid(logits, prepared)), 0).numpy()
 
 
 def make_cue_case(rng: np.random.Generator, cue: bool, size: int = SIZE):

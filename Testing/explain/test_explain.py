@@ -10,7 +10,7 @@ from explain_helpers import CUE, ArrayModel
 
 from deepseg.errors import InputError
 from deepseg.explain import explain, list_layers
-from deepseg.explain.grid import region_to_network, restore_map
+from deepseg.explain.grid import region_to_network
 from deepseg.explain.layers import decoder_stages, default_layers, probe_layers
 from deepseg.volume import Volume
 
@@ -62,13 +62,13 @@ def test_region_option_and_locality_of_patchwise_maps(padding):
     assert result.info["region"] == "user region" and result.info["layers"] == ["1"]
 
 
-def test_region_round_trip_through_restore(cue_case):
+def test_region_round_trip_through_the_explicit_grid_mapping(cue_case):
     vol, block = cue_case
     model = ArrayModel(torch.nn.Conv3d(1, 2, 1), downsample=True, transpose=True, pad=2)
     prepared = model.prepare([vol])
     net_mask = region_to_network(model, prepared, block)
     assert net_mask.shape == prepared.image.shape[1:] and 0 < net_mask.sum() < block.sum()
-    back = restore_map(model, prepared, net_mask.astype(np.float32)) >= 0.5
+    back = model.to_input_grid(net_mask[None].astype(np.float32), prepared)[0] >= 0.5
     # every network voxel the region touches comes back: the region plus at most one coarse voxel around it
     assert back[block].all()
     assert not (back & ~ndimage.binary_dilation(block, iterations=2)).any()
@@ -141,6 +141,6 @@ def test_halo_tiles_give_the_whole_window_map_exactly():
     image = np.random.default_rng(5).normal(size=(1, 70, 50, 44)).astype(np.float32)
     region = np.zeros(image.shape[1:], bool)
     region[30:52, 20:31, 10:30] = True  # spans several 32^3 tiles
-    whole = cam_network_space(model.networks, image, model.window, 1, 2, region, ["1"], "hirescam", device="cpu")
-    parts = cam_network_space(model.networks, image, tiled, 1, 2, region, ["1"], "hirescam", device="cpu")
+    whole = cam_network_space(model.fold_networks(), image, model.window, 1, 2, region, ["1"], "hirescam", device="cpu")
+    parts = cam_network_space(model.fold_networks(), image, tiled, 1, 2, region, ["1"], "hirescam", device="cpu")
     assert whole.max() > 0 and np.allclose(parts, whole, rtol=1e-4, atol=1e-6 * whole.max())

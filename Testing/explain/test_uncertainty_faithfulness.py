@@ -61,7 +61,7 @@ def test_uncertainty_maps_ensemble_matches_segment(cue_net, cue_case):
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     model = ArrayModel(cue_net)
-    model.networks = [cue_net, other.eval()]
+    model.networks = {"0": cue_net, "1": other.eval()}
     model.window.mirror_axes = (0, 2)
     result = uncertainty_maps(model, [vol], device="cpu")
     assert set(result.maps) == {"entropy", "variance", "disagreement"} and result.primary == "disagreement"

@@ -61,8 +61,8 @@ def test_converted_folder_card_and_weights(liver_lesion_folder):
     from deepseg.models.loaders import load_model
 
     model = load_model(liver_lesion_folder)
-    assert model.lesion_network is not None and model.window.output_margin == (13, 13, 13)
-    assert model.lesion_window.output_margin == (22, 44, 44)
+    assert [s.name for s in model.stages] == ["liver", "lesion"] and model.window.output_margin == (13, 13, 13)
+    assert model.lesion.window.output_margin == (22, 44, 44)
 
 
 def test_patch_sizes_match_the_original(liver_h5):

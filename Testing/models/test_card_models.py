@@ -64,7 +64,7 @@ def test_unbuildable_architecture_and_bad_patch_are_model_errors(tmp_path):
         save_card_model(tmp_path / "a", data, {})
     card = tiny_card("monai-vnet", patch=(16, 24, 16))
     with pytest.raises(ModelError, match="multiple of 16"):
-        CardModel(card, [])
+        CardModel(card, {})
 
 
 def test_corrupt_json_and_mismatched_weights(tmp_path):
@@ -90,7 +90,7 @@ def test_weights_round_trip_gives_identical_logits(tmp_path, fmt):
     assert model.card.labels == card.labels and model.card.preprocessing == card.preprocessing
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert torch.equal(net(x), model.networks[0](x))
+        assert torch.equal(net(x), model.networks["0"](x))
 
 
 def test_folds_are_saved_and_selected(tmp_path):
@@ -101,7 +101,7 @@ def test_folds_are_saved_and_selected(tmp_path):
     model = load_model(tmp_path, folds=[2])
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert len(model.networks) == 1 and torch.equal(model.networks[0](x), nets[2](x))
+        assert list(model.networks) == ["2"] and torch.equal(model.networks["2"](x), nets[2](x))
     assert len(load_model(tmp_path).networks) == 3
     with pytest.raises(ModelError, match="no fold"):
         load_model(tmp_path, folds=[5])
@@ -146,7 +146,7 @@ def test_prepare_restore_geometry_on_oblique_anisotropic_volume(oblique_volume):
     from deepseg.io import resample_onto
 
     card = tiny_card("render-unet", normalization={"method": "none"}, target_spacing=[1.5, 1.5, 1.5])
-    model = CardModel(card, [build_network(card).eval()])
+    model = CardModel(card, {"0": build_network(card).eval()})
     prepared = model.prepare([oblique_volume])
     grid = prepared.context["network_grid"]
     expected_shape = tuple(int(round(n * s / 1.5)) for n, s in zip(oblique_volume.shape, oblique_volume.spacing[::-1]))
@@ -174,7 +174,7 @@ def test_prepare_restore_geometry_on_oblique_anisotropic_volume(oblique_volume):
 
 def test_prepare_at_native_spacing_is_exactly_invertible(oblique_volume):
     card = tiny_card("render-unet", normalization={"method": "none"}, target_spacing=None)
-    model = CardModel(card, [build_network(card).eval()])
+    model = CardModel(card, {"0": build_network(card).eval()})
     prepared = model.prepare([oblique_volume])
     np.testing.assert_array_equal(prepared.image[0], oblique_volume.array)
     assert prepared.context["network_grid"].same_grid(oblique_volume)
@@ -192,7 +192,7 @@ def test_resampled_grid_keeps_direction_and_extent(oblique_volume):
 
 def test_channel_count_and_grid_are_checked(oblique_volume):
     card = tiny_card("monai-unet")
-    model = CardModel(card, [build_network(card).eval()])
+    model = CardModel(card, {"0": build_network(card).eval()})
     with pytest.raises(InputError, match="1 input channel"):
         model.prepare([oblique_volume, oblique_volume])
 
@@ -202,7 +202,7 @@ def test_monai_models_segment_odd_sized_volumes(fmt):
     from deepseg.inference.pipeline import segment
 
     card = tiny_card(fmt)
-    model = CardModel(card, [build_network(card).eval()])
+    model = CardModel(card, {"0": build_network(card).eval()})
     vol, _ = make_case(np.random.default_rng(3), (13, 21, 18))
     result = segment(model, [vol], device="cpu", return_probabilities=True)
     assert result.labels.shape == vol.shape and result.labels.same_grid(vol)

@@ -124,8 +124,8 @@ def test_loader_registry_and_configuration_choice(results):
 
     assert detect_format(trainer_folder(results)) == "nnunetv2"
     model = load_model(results)  # dataset folder with two configurations: 3d_fullres by default
-    assert model.config.name == "3d_fullres" and model.fold_names == ["fold_0", "fold_1"]
-    assert len(model.networks) == 2 and not any(n.training for n in model.networks)
+    assert model.config.name == "3d_fullres" and model.fold_names == ["0", "1"]
+    assert list(model.networks) == ["0", "1"] and not any(n.training for n in model.networks.values())
     assert model.window.mirror_axes == (0, 1, 2)
     two_d = load_nnunet_folder(results, configuration="2d")
     assert two_d.config.is_2d and two_d.window.patch_size[0] == 1 and two_d.window.mirror_axes == (1, 2)

@@ -70,14 +70,14 @@ def _two_component_case():
 
 def test_fp_screen_removes_low_scored_and_keeps_high_scored_components():
     card = shapes_card("render-unet", (16, 16, 16), {"features": [4, 8, 16, 16]})
-    model = CardModel(card, [build_network(card).eval()])
+    model = CardModel(card, {"0": build_network(card).eval()})
     labels, probs, image = _two_component_case()
     assert np.array_equal(model.refine(labels, probs, image), labels)  # untrained screen: no-op
     # train the classifier so that larger components score as true structures
     rng = np.random.default_rng(0)
     size = rng.uniform(0, 4, 200)
     feats = np.stack([size] + [rng.normal(size=200) for _ in FEATURE_NAMES[1:]], axis=1).astype(np.float32)
-    screen = model.networks[0].fp_screen
+    screen = model.networks["0"].fp_screen
     history = screen.fit(feats, np.ones(200, np.int64), size > 2.0)
     assert history[-1] < history[0] / 2
     comps = model.components(labels, probs, image)
@@ -96,7 +96,7 @@ def test_short_training_lowers_loss_and_beats_chance():
                                                      "train_points": 512})
     torch.manual_seed(0)
     net = build_network(card)
-    model = CardModel(card, [net])
+    model = CardModel(card, {"0": net})
     cases = make_cases(4, seed=5, size=(24, 24, 24))
     images, targets = training_arrays(model, cases)
     losses = train_network(net, images, targets, patch_size=(24, 24, 24), iterations=40, batch_size=2, seed=0)

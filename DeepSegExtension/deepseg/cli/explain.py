@@ -38,7 +38,7 @@ def _list_layers(args) -> int:
 
     model = load_model(args.model)
     layers = list_layers(model)
-    defaults = {m: default_layers(model.networks[0], layers, m) for m in ("gradcam", "layer-sum")}
+    defaults = {m: default_layers(model.fold_networks()[0], layers, m) for m in ("gradcam", "layer-sum")}
     rows = [{"name": lay.name, "type": lay.type, "channels": lay.channels, "shape": list(lay.shape)} for lay in layers]
     text = "\n".join([f"{r['name']:<48} {r['type']:<18} {r['channels']:>5}  {'x'.join(map(str, r['shape']))}"
                       for r in rows] + [f"default ({m}): {', '.join(v)}" for m, v in defaults.items()])

@@ -1,8 +1,10 @@
 """``explain()``: why did the model draw this structure?  A [0, 1] heat map on the input grid.
 
-Runs the model once (the ordinary ``segment`` pipeline) to get the predicted structure, maps the
-target region into network space through the model's own ``restore``, computes the attribution
-patch by patch along inference's sliding window, and maps the result back to the input grid.
+Runs the model once (the ordinary ``segment`` pipeline) to get the predicted structure, picks the
+stage whose networks decide it (a cascade's lesion stage for lesions), maps the target region into
+that stage's network space (``Stage.network_coordinates``), computes the attribution patch by patch
+along inference's sliding window on the input that stage already ran on, and maps the result back
+with ``Stage.to_input_grid``.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..models.base import SegmentationModel, WindowSpec
+from ..models.base import SegmentationModel, Stage, WindowSpec
 from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .cam import METHODS, cam_network_space
-from .grid import network_coordinates, probe_mode, region_to_network, restore_map
+from .grid import region_to_network
 from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
 
 
@@ -36,21 +38,13 @@ class ExplanationResult:
     uncertainty: Optional[object] = None
 
 
-def _load(model: "str | Path | SegmentationModel", folds: Optional[Sequence[int]] = None) -> SegmentationModel:
+def _load(model: "str | Path | SegmentationModel", folds: Optional[Sequence["int | str"]] = None) -> SegmentationModel:
+    """A loaded model as it is (its ``fold_networks`` select folds by name at run time), or load one."""
     if isinstance(model, SegmentationModel):
-        return model if folds is None else _select_folds(model, folds)
+        return model
     from ..models.loaders import load_model
 
     return load_model(model, folds=folds)
-
-
-def _select_folds(model: SegmentationModel, folds: Sequence[int]) -> SegmentationModel:
-    """A shallow copy of a loaded model that runs only ``folds``."""
-    import copy
-
-    chosen = copy.copy(model)
-    chosen.networks = [model.networks[f] for f in folds]
-    return chosen
 
 
 def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, value: int) -> np.ndarray:
@@ -87,11 +81,11 @@ MAX_PATCH_VOXELS = 128 ** 3
 HALO_TILE = 32
 
 
-def explain_window(model: SegmentationModel) -> WindowSpec:
-    """The windows the explanation runs on: the model's own, except for tile-exact whole-volume
+def explain_window(stage: Stage) -> WindowSpec:
+    """The windows the explanation runs on: the stage's own, except for tile-exact whole-volume
     networks (MeshNet: a ``halo`` = receptive-field radius and a window too large to back-propagate
     through), which get small tiles with that halo, so the gradients of each tile are exact."""
-    w, halo = model.window, getattr(model, "halo", None)
+    w, halo = stage.window, getattr(stage, "halo", None)
     if isinstance(halo, int) and halo > 0 and int(np.prod(w.patch_size)) > MAX_PATCH_VOXELS \
             and not any(w.output_margin):
         return WindowSpec((HALO_TILE + 2 * halo,) * 3, overlap=0.0, blend="constant", mirror_axes=w.mirror_axes,
@@ -102,7 +96,7 @@ def explain_window(model: SegmentationModel) -> WindowSpec:
 def list_layers(model: "str | Path | SegmentationModel") -> list[LayerInfo]:
     """Every layer name ``--layer`` accepts for this model (probe pass on one patch)."""
     model = _load(model)
-    return probe_layers(model.networks[0], explain_window(model).patch_size, len(model.card.inputs))[0]
+    return probe_layers(model.fold_networks()[0], explain_window(model).patch_size, len(model.card.inputs))[0]
 
 
 def explain(
@@ -137,14 +131,14 @@ def explain(
     opts = SegmentOptions.build(options, **option_values)
     model = _load(model, opts.folds)
     label = model.card.label(segment)
-    class_index = [lab.value for lab in model.card.labels].index(label.value) + 1
+    stage = model.stage_of(label.value)
     dev = resolve_device(opts.device)
     overlap = opts.overlap
     t0 = time.perf_counter()
 
     channels, _ = load_channels(list(inputs), model.card)
     reference = channels[0]
-    seg = run_segment(model, channels, options=opts.replace(folds=None, overwrite=False, device=str(dev),
+    seg = run_segment(model, channels, options=opts.replace(overwrite=False, device=str(dev),
                                                             uncertainty=bool(opts.uncertainty)),
                       progress_callback=progress.callback, cancel=progress.cancel)
     t_segment = time.perf_counter() - t0
@@ -157,23 +151,24 @@ def explain(
         mask = _region_mask(region, reference, label.value)
 
     progress.stage("explain")
-    prepared = model.prepare(channels)
-    mode = probe_mode(model, prepared)
-    coordinates = network_coordinates(model, prepared, mode)
-    region_net = region_to_network(model, prepared, mask, coordinates)
+    prepared = seg.run.prepared[model.stages.index(stage)]  # what the stage ran on: never prepared again
+    region_net = region_to_network(stage, prepared, mask)
     if not region_net.any():
         raise InputError("The explanation region lies outside the part of the image the model sees.",
                          "Choose a region inside the image's field of view.")
-    window = explain_window(model)
-    candidates, _ = probe_layers(model.networks[0], window.patch_size, prepared.image.shape[0], dev)
+    window = explain_window(stage)
+    networks = stage.fold_networks(opts.folds if stage is model else None)
+    candidates, _ = probe_layers(networks[0], window.patch_size, prepared.image.shape[0], dev)
     if layer:
-        layers = resolve_layers(model.networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
+        layers = resolve_layers(networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
     else:
-        layers = default_layers(model.networks[0], candidates, method)
-    heat_net = cam_network_space(model.networks, prepared.image, window, class_index, model.num_classes,
-                                 region_net, layers, method, device=dev, overlap=overlap, progress=progress)
+        layers = default_layers(networks[0], candidates, method)
+    heat_net = cam_network_space(networks, prepared.image, window, stage.class_channel(label.value),
+                                 stage.num_classes, region_net, layers, method, device=dev, overlap=overlap,
+                                 progress=progress)
     peak = float(heat_net.max())
-    heat = restore_map(model, prepared, heat_net / peak, mode) if peak > 0 else np.zeros(reference.shape, np.float32)
+    heat = np.clip(stage.to_input_grid(heat_net[None] / peak, prepared)[0], 0, 1) if peak > 0 \
+        else np.zeros(reference.shape)
     if heat.max() > 0:
         heat = heat / heat.max()
     progress.finish()
@@ -181,7 +176,7 @@ def explain(
         "model": model.card.id, "segment": label.name, "value": label.value, "method": method, "layers": layers,
         "region": "predicted segment" if region is None else "user region",
         "region_voxels": int(mask.sum()), "network_region_voxels": int(region_net.sum()),
-        "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev), "patch": list(window.patch_size),
+        "stage": stage.name, "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev), "patch": list(window.patch_size),
         "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),

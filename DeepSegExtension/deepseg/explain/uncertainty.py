@@ -19,7 +19,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..models.base import SegmentationModel
+from ..inference.stages import ModelRun
+from ..models.base import Fold, SegmentationModel, select_folds
 from ..models.card import LabelInfo
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
@@ -110,7 +111,8 @@ def structure_uncertainty(uncertainty: np.ndarray, labels: np.ndarray,
 @dataclass
 class UncertaintyResult:
     """``maps``: measure name -> Volume on the input grid; ``structures``: per-structure scores
-    (of ``primary``); ``labels``/``probabilities``: the ensemble prediction the maps belong to."""
+    (of ``primary``); ``labels``/``probabilities``: the ensemble prediction the maps belong to;
+    ``run``: that prediction's ``ModelRun`` (every stage's network-space input), for explain to reuse."""
 
     maps: dict[str, Volume]
     structures: list[StructureUncertainty]
@@ -118,6 +120,7 @@ class UncertaintyResult:
     probabilities: np.ndarray
     primary: str
     info: dict = field(default_factory=dict)
+    run: Optional[ModelRun] = None
 
 
 def _flip(array, dims: tuple[int, ...]):
@@ -131,7 +134,7 @@ def uncertainty_maps(
     inputs: Sequence["str | Path | Volume"],
     *,
     tta: bool = True,
-    folds: Optional[Sequence[int]] = None,
+    folds: Optional[Sequence[Fold]] = None,
     device: str = "auto",
     overlap: Optional[float] = None,
     progress: "Progress | ProgressCallback | None" = None,
@@ -140,40 +143,46 @@ def uncertainty_maps(
     """Run ``model`` member by member (each fold x each mirroring when ``tta``) and return the
     ensemble prediction with its entropy, member variance and (several folds) fold disagreement.
 
-    The ensemble averages member logits, exactly what ``segment`` does with ``--tta`` and the same folds.
+    ``folds`` are fold names (``"0"``, ``"all"``; default: every loaded fold).  The ensemble averages
+    member outputs, exactly what ``segment`` does with ``--tta`` and the same folds.  Members are those
+    of the first stage; a cascade's later stages run once, on the ensemble.
     """
     from ..inference.channels import load_channels
     from ..inference.device import resolve_device
     from ..inference.sliding_window import mirror_combinations
+    from ..inference.stages import finish_stages
     from .api import _load
 
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
     model = _load(model, folds)
+    fold_names = select_folds(model.fold_names, folds, f"Model {model.card.id!r}")
     dev = resolve_device(device)
     channels, _ = load_channels(list(inputs), model.card)
     reference = channels[0]
     progress.stage("preprocess")
     prepared = model.prepare(channels)
     flips = [tuple(d - 1 for d in dims) for dims in mirror_combinations(model.window.mirror_axes)] if tta else [()]
-    stats, fold_labels, logit_sum = MemberStats(), [], None
-    members = len(model.networks) * len(flips)
+    stats, fold_labels, output_sum = MemberStats(), [], None
+    members = len(fold_names) * len(flips)
+    single_stage = len(model.stages) == 1
     progress.stage("uncertainty")
-    for f in range(len(model.networks)):
+    for fold in fold_names:
         fold_sum = None
         for dims in flips:
             member = type(prepared)(_flip(prepared.image, dims).numpy(), prepared.reference, prepared.context)
-            logits = model.predict_logits(member, device=dev, tta=False, overlap=overlap, progress=Progress(
-                cancel=progress.cancel), folds=[f])
-            logits = _flip(logits, dims).float()
-            fold_sum = logits if fold_sum is None else fold_sum + logits
-            stats.add(model.restore(logits, prepared))
+            output = model.predict_logits(member, device=dev, tta=False, overlap=overlap, progress=Progress(
+                cancel=progress.cancel), folds=[fold])
+            output = _flip(output, dims).float()
+            fold_sum = output if fold_sum is None else fold_sum + output
+            stats.add(model.restore(output, prepared))
             progress.step(stats.n, members)
-        logit_sum = fold_sum if logit_sum is None else logit_sum + fold_sum
-        if len(model.networks) > 1:
+        output_sum = fold_sum if output_sum is None else output_sum + fold_sum
+        if len(fold_names) > 1 and single_stage:
             fold_labels.append(model.labels_from_probabilities(model.restore(fold_sum / len(flips), prepared)))
-    probabilities = model.restore(logit_sum / members, prepared)
-    labels = model.refine(model.labels_from_probabilities(probabilities), probabilities, reference)
+    run = finish_stages(model, channels, prepared, model.restore(output_sum / members, prepared), device=dev,
+                        progress=progress)
+    probabilities, labels = run.probabilities, run.labels
     maps = {"entropy": reference.with_array(entropy(probabilities), name="entropy")}
     if members > 1:
         maps["variance"] = reference.with_array(stats.variance(), name="member variance")
@@ -182,10 +191,10 @@ def uncertainty_maps(
     primary = "disagreement" if fold_labels else "variance" if members > 1 else "entropy"
     structures = structure_uncertainty(maps[primary].array, labels, model.card.labels)
     progress.finish()
-    info = {"members": members, "folds": len(model.networks), "mirrorings": len(flips), "primary": primary,
+    info = {"members": members, "folds": len(fold_names), "mirrorings": len(flips), "primary": primary,
             "timings_s": {k: round(v, 3) for k, v in progress.timings.items()}}
     return UncertaintyResult(maps, structures, reference.with_array(labels.astype(np.uint16), name="labels"),
-                             probabilities, primary, info)
+                             probabilities, primary, info, run)
 
 
 def uncertainty_summary(result: UncertaintyResult) -> dict:

@@ -24,6 +24,7 @@ from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .channels import load_channels
 from .postprocess import postprocess_labels
+from .stages import ModelRun, run_stages
 
 
 @dataclass
@@ -34,6 +35,7 @@ class SegmentationResult:
     provenance: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)  # kind -> written path
     uncertainty: Optional[object] = None  # explain.uncertainty.UncertaintyResult when requested
+    run: Optional[ModelRun] = None  # every stage's network-space input, for explain to reuse
 
     def volumes(self, use_tg263: bool = False) -> list[dict]:
         """``{value, name, volume_ml}`` per output structure (what ``segment`` prints and ``batch`` tabulates)."""
@@ -101,7 +103,7 @@ def segment(
         label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")
         provenance = describe_run(model, model_ref, inputs, channels, opts, prediction, selected, notes, started)
         result = SegmentationResult(label_volume, selected, prediction.probabilities if return_probabilities else None,
-                                    provenance, uncertainty=prediction.uncertainty)
+                                    provenance, uncertainty=prediction.uncertainty, run=prediction.run)
         if targets:
             progress.stage("write")
             provenance["timings_s"] = {k: round(v, 3) for k, v in progress.timings.items()}
@@ -114,11 +116,12 @@ def segment(
 @dataclass
 class Prediction:
     """What the model run gives: class probabilities and labels on the input grid (refined by the
-    model), and the uncertainty maps when asked for."""
+    model), every stage's network-space input (``run``), and the uncertainty maps when asked for."""
 
     probabilities: np.ndarray
     labels: np.ndarray
     device: str
+    run: ModelRun
     uncertainty: Optional[object] = None
 
 
@@ -154,16 +157,9 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
         unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
                                progress=progress)
         progress.stage("postprocess")
-        return Prediction(unc.probabilities, unc.labels.array, str(dev), unc)
-    progress.stage("preprocess")
-    prepared = model.prepare(channels)
-    progress.stage("infer")
-    logits = model.predict_logits(prepared, device=dev, tta=opts.tta, overlap=opts.overlap, progress=progress,
-                                  folds=folds)
-    progress.stage("postprocess")
-    probabilities = model.restore(logits, prepared)
-    labels = model.refine(model.labels_from_probabilities(probabilities), probabilities, channels[0])
-    return Prediction(probabilities, labels, str(dev))
+        return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc)
+    run = run_stages(model, channels, device=dev, tta=opts.tta, overlap=opts.overlap, folds=folds, progress=progress)
+    return Prediction(run.probabilities, run.labels, str(dev), run)
 
 
 def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,

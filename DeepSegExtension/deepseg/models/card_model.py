@@ -24,7 +24,7 @@ from ..errors import InputError, ModelError
 from ..inference.preprocess import normalize, resample_array, resampled_grid, resampled_shape
 from ..resources import resource_path
 from ..volume import Volume, check_image
-from .base import Prepared, SegmentationModel, WindowSpec
+from .base import Prepared, SegmentationModel, WindowSpec, fold_name, select_folds
 from .card import ModelCard
 from .loaders import CARD_FILE
 from .safe_load import load_checkpoint
@@ -90,23 +90,13 @@ def build_network(card: ModelCard) -> torch.nn.Module:
                      "Card-based formats: " + ", ".join(CARD_FORMATS) + ".")
 
 
-def _weight_files(folder: Path, folds: Optional[Sequence[int]], checkpoint: str) -> list[Path]:
-    """Weight files of the selected folds (``checkpoint`` if present, else ``weights.pt``)."""
-    fold_dirs = {int(p.name.split("_", 1)[1]): p for p in folder.glob("fold_*")
-                 if p.is_dir() and p.name.split("_", 1)[1].isdigit()}
-    if not fold_dirs:
-        if folds not in (None, [0], (0,)):
-            raise ModelError(f"{folder} holds a single model (no fold_N folders); folds {list(folds)} do not exist.",
-                             "Leave the fold selection empty.")
-        fold_dirs = {0: folder}
-    chosen = sorted(fold_dirs) if folds is None else list(folds)
-    missing = [f for f in chosen if f not in fold_dirs]
-    if missing:
-        raise ModelError(f"{folder} has no fold(s) {missing}.", f"Available folds: {sorted(fold_dirs)}.")
-    files = []
-    for f in chosen:
-        name = checkpoint if (fold_dirs[f] / checkpoint).is_file() else WEIGHTS_FILE
-        files.append(fold_dirs[f] / name)
+def _weight_files(folder: Path, folds: Optional[Sequence["int | str"]], checkpoint: str) -> dict[str, Path]:
+    """Fold name -> weight file of the selected folds (``checkpoint`` if present, else ``weights.pt``);
+    a folder without ``fold_<k>`` folders holds one network, fold ``"0"``."""
+    fold_dirs = {fold_name(p.name): p for p in sorted(folder.glob("fold_*")) if p.is_dir()} or {"0": folder}
+    files = {}
+    for name in select_folds(list(fold_dirs), folds, str(folder)):
+        files[name] = fold_dirs[name] / (checkpoint if (fold_dirs[name] / checkpoint).is_file() else WEIGHTS_FILE)
     return files
 
 
@@ -115,8 +105,8 @@ def load_card_model(folder: "str | Path", folds: Optional[Sequence[int]] = None,
     """Load a card-based model folder (the ``LOADERS`` entry for monai-vnet, monai-unet, render-unet)."""
     folder = Path(folder)
     card = read_card(folder)
-    nets = []
-    for path in _weight_files(folder, folds, checkpoint):
+    nets = {}
+    for fold, path in _weight_files(folder, folds, checkpoint).items():
         net = build_network(card)
         state = load_checkpoint(path)
         if not isinstance(state, Mapping):
@@ -126,7 +116,7 @@ def load_card_model(folder: "str | Path", folds: Optional[Sequence[int]] = None,
         except RuntimeError as exc:
             raise ModelError(f"{path} does not match the architecture in the card ({str(exc).splitlines()[0]}).",
                              "Use the card that was saved with these weights.") from exc
-        nets.append(net.eval())
+        nets[fold] = net.eval()
     return CardModel(card, nets)
 
 
@@ -159,9 +149,9 @@ def save_card_model(folder: "str | Path", card: "ModelCard | dict",
 class CardModel(SegmentationModel):
     """A MONAI V-Net/U-Net or Render 3D U-Net described by a model card."""
 
-    def __init__(self, card: ModelCard, networks: list) -> None:
+    def __init__(self, card: ModelCard, networks: dict) -> None:
         self.card = card
-        self.networks = networks
+        self.networks = networks  # fold name -> network
         pre = card.preprocessing
         self.window = WindowSpec(
             patch_size=tuple(int(p) for p in pre["patch_size"]), overlap=float(pre.get("overlap", 0.5)),
@@ -179,7 +169,7 @@ class CardModel(SegmentationModel):
                              f"{len(self.card.inputs)} inputs.", "Give one spec per input channel, or one for all.")
         return specs
 
-    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+    def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         self.check_channels(channels)
         reference = channels[0]
         for spec, ch in zip(self.card.inputs, channels):
@@ -195,10 +185,13 @@ class CardModel(SegmentationModel):
         return Prepared(image.astype(np.float32, copy=False), reference,
                         {"network_grid": resampled_grid(reference, shape)})
 
+    def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
+        """Linear resampling back onto the input grid (the network sees its whole extent: nothing to fill)."""
+        maps = torch.as_tensor(maps, dtype=torch.float32).numpy()
+        return resample_array(maps, new_shape=prepared.reference.shape, order=1)
+
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
-        logits = torch.as_tensor(logits, dtype=torch.float32)
-        logits = torch.from_numpy(resample_array(logits.numpy(), new_shape=prepared.reference.shape, order=1))
-        return torch.softmax(logits, dim=0).numpy()
+        return torch.softmax(torch.from_numpy(self.to_input_grid(logits, prepared)), dim=0).numpy()
 
     def class_index(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> output-channel indices (0 = background, ``c`` = ``card.labels[c-1]``);
@@ -208,7 +201,7 @@ class CardModel(SegmentationModel):
         return lut[labels]
 
     def _screens(self) -> list:
-        return [net.fp_screen for net in self.networks
+        return [net.fp_screen for net in self.networks.values()
                 if getattr(net, "fp_screen", None) is not None and bool(net.fp_screen.trained)]
 
     def components(self, labels: np.ndarray, probabilities: np.ndarray, reference: Volume):

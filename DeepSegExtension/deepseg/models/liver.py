@@ -31,7 +31,7 @@ from ..errors import ModelError
 from ..progress import Progress
 from ..volume import Volume, check_image
 from . import liver_prep as lp
-from .base import Prepared, SegmentationModel, WindowSpec
+from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
 from .networks.liver_unet import LiverUNet
@@ -73,32 +73,31 @@ def liver_mask_3mm(probability: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(largest, _OPEN)
 
 
-def _liver_probability_lps(p_liver: np.ndarray, ctx: dict) -> np.ndarray:
-    """Liver probability (network grid, zero outside the post-processed mask) on the full LPS ``[x, y, z]`` grid."""
-    lo, hi = ctx["z_pad"]
-    p_liver = p_liver[lo:p_liver.shape[0] - hi]  # drop the mirrored z context
-    kept = np.where(liver_mask_3mm(p_liver), p_liver, 0)
-    full = np.zeros(ctx["lps_xyz"].shape, np.float32)
-    full[ctx["box"]] = lp.unzoom_linear(_net_to_xyz(kept), ctx["crop_shape"], ctx["coarse_zoom"])
-    return full
-
-
 class LiverModel(SegmentationModel):
-    """Liver (label 1) or liver + lesion cascade (labels 1, 2) of pyliverlesionseg."""
+    """Liver (label 1) or the liver -> lesion cascade (labels 1, 2) of pyliverlesionseg.
+
+    The model is its first stage, the liver network on the 3 mm grid; ``lesion`` (cascade only) is the
+    second stage, run on the input inside the liver the first stage found."""
+
+    name = "liver"
+    output = Output.PROBABILITIES  # sigmoid heads, run through ``_sigmoid_two_class``
+    label_values = (1,)
 
     def __init__(self, card: ModelCard, liver_net: LiverUNet, lesion_net: Optional[LiverUNet] = None) -> None:
         self.card = card
-        self.networks = [liver_net]
-        self.lesion_network = lesion_net
+        self.networks = {"0": liver_net}
         self.modality = str(card.preprocessing.get("modality", "CT")).upper()
         self.liver_spacing = np.asarray(card.preprocessing.get("liver_spacing_xyz", [3.0, 3.0, 3.0]), float)
-        self.lesion_spacing = np.asarray(card.preprocessing.get("lesion_spacing_xyz", [1.0, 1.0, 3.0]), float)
         self.z_context_mm = float(card.preprocessing.get("z_context_mm", Z_CONTEXT_MM))
         self.window = _window(card.architecture["liver"], overlap=0.5, blend="gaussian")
-        self.lesion_window = _window(card.architecture["lesion"], overlap=0.0, blend="constant") if lesion_net else None
+        self.lesion = LesionStage(card, lesion_net) if lesion_net is not None else None
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [self] if self.lesion is None else [self, self.lesion]
 
     # --- prepare ---------------------------------------------------------------------------------------
-    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+    def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         self.check_channels(channels)
         image = channels[0]
         check_image(image)
@@ -115,84 +114,141 @@ class LiverModel(SegmentationModel):
         z_pad = (missing // 2, missing - missing // 2)
         if missing:  # thin slab: mirror it in z so the network sees some cranio-caudal context
             coarse = np.pad(coarse, ((0, 0), (0, 0), z_pad), mode="symmetric")
-        context = {"ornt": ornt, "spacing_xyz": spacing, "box": box, "lps_xyz": vol,
-                   "crop_shape": cropped.shape, "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad}
+        context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
+                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad}
         return Prepared(_xyz_to_net(coarse), image, context)
 
-    # --- networks --------------------------------------------------------------------------------------
-    def predict_logits(self, prepared: Prepared, *, device, tta: bool, overlap: Optional[float],
-                       progress: Progress, folds: Optional[Sequence[int]] = None):
-        """Liver probabilities ``(2, z, y, x)`` on the 3 mm grid; the lesion stage (cascade) is run here too
-        and its probabilities kept in ``prepared.context["lesion"]``."""
+    # --- network ---------------------------------------------------------------------------------------
+    def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False, overlap: Optional[float] = None,
+                       progress: Optional[Progress] = None, folds: Optional[Sequence["int | str"]] = None):
+        """Liver probabilities ``(2, z, y, x)`` on the 3 mm grid (``output`` is PROBABILITIES)."""
         from ..inference.sliding_window import predict_sliding_window
 
-        liver = predict_sliding_window(self.networks, prepared.image, self.window, 2, device=device, mirror=False,
-                                       overlap=self.window.overlap if overlap is None else overlap,
-                                       progress=progress, forward=_sigmoid_two_class)
-        if self.lesion_network is not None:
-            mask = _liver_probability_lps(liver[1].numpy(), prepared.context) > 0.5
-            ctx = prepared.context
-            ctx["lesion"] = self._lesion_probability_lps(ctx["lps_xyz"], ctx["spacing_xyz"], mask, device, progress)
-        return liver
+        return predict_sliding_window(self.fold_networks(folds), prepared.image, self.window, 2, device=device,
+                                      mirror=False, overlap=self.window.overlap if overlap is None else overlap,
+                                      progress=progress, forward=_sigmoid_two_class)
 
-    def _lesion_probability_lps(self, vol: np.ndarray, spacing: np.ndarray, liver: np.ndarray, device,
-                                progress: Progress) -> np.ndarray:
-        """Lesion probability on the LPS ``[x, y, z]`` grid of ``vol``, given the liver mask on that grid."""
-        from ..inference.sliding_window import predict_sliding_window
+    # --- back to the input grid ------------------------------------------------------------------------
+    def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
+        """Drop the mirrored z context, undo the RAS flip, zoom back linearly into the body crop (``fill``
+        outside it) and reorient to the input's axes."""
+        ctx = prepared.context
+        lo, hi = ctx["z_pad"]
+        maps = np.asarray(maps, np.float32)
+        out = np.empty((maps.shape[0], *ctx["lps_shape"]), np.float32)
+        for c, value in enumerate(fill_values(fill, maps.shape[0])):
+            out[c].fill(value)
+            out[c][ctx["box"]] = lp.unzoom_linear(_net_to_xyz(maps[c][lo:maps.shape[1] - hi]), ctx["crop_shape"],
+                                                  ctx["coarse_zoom"])
+        return from_xyz(out, ctx["ornt"])
 
-        out = np.zeros(vol.shape, np.float32)
-        if not liver.any():
-            return out
-        norm = lp.normalize_ct(vol) if self.modality == "CT" else lp.normalize_mr_lesion(vol, liver)
-        zoom = spacing / self.lesion_spacing
-        image = lp.zoom3d(norm, zoom)
-        region = ndimage.binary_dilation(lp.zoom3d(liver.astype(np.float32), zoom) > 0.5, _DILATE_LESION)
-        if not region.any():
-            return out
-        masked = np.clip(np.where(region, image, -0.5), -0.5, 0.5)
-        box = ndimage.find_objects(region.astype(np.int8))[0]
-        progress.stage("lesions")
-        probs = predict_sliding_window([self.lesion_network], _xyz_to_net(masked[box]), self.lesion_window, 2,
-                                       device=device, mirror=False, overlap=self.lesion_window.overlap,
-                                       progress=progress, forward=_sigmoid_two_class)
-        grid = np.zeros(image.shape, np.float32)
-        grid[box] = _net_to_xyz(probs[1].numpy())
-        return np.clip(lp.unzoom_linear(grid, vol.shape, zoom), 0, 1)
+    def restore(self, output, prepared: Prepared) -> np.ndarray:
+        """Background and liver probabilities on the input grid; the liver probability is kept only inside
+        the original's post-processed liver mask (>0.5, opening, largest component) on the 3 mm grid."""
+        lo, hi = prepared.context["z_pad"]
+        p = np.asarray(output[1], np.float32)
+        kept = np.zeros_like(p)
+        body = p[lo:p.shape[0] - hi]
+        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body), body, 0)
+        liver = self.to_input_grid(kept[None], prepared)[0]
+        return np.stack([1 - liver, liver])
+
+    # --- the cascade -----------------------------------------------------------------------------------
+    def combine(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
+        """Liver stage ``(bg, liver)`` [and lesion stage ``(1 - lesion, lesion)``] -> the card's classes."""
+        liver = probabilities[0][1]
+        if self.lesion is None:
+            return probabilities[0]
+        lesion = probabilities[1][1]
+        return np.stack([(1 - lesion) * (1 - liver), (1 - lesion) * liver, lesion])
 
     def segment_lesions(self, image: Volume, liver: np.ndarray, device="auto",
                         progress: Optional[Progress] = None) -> np.ndarray:
         """Lesion probability ``(k, j, i)`` on ``image``'s grid inside a given liver mask (same grid) — the
         original's use of an existing liver contour instead of its liver network."""
-        if self.lesion_network is None:
+        if self.lesion is None:
             raise ModelError(f"Model {self.card.id!r} has no lesion network.", "Use the liver + lesion model.")
-        from ..inference.device import resolve_device
-
-        check_image(image)
-        ornt = lp.lps_orientation(image.direction, image.spacing)
-        vol = lp.to_lps_xyz(image.array, ornt).astype(np.float32)
-        p = self._lesion_probability_lps(vol, lp.xyz_spacing(image.spacing, ornt), lp.to_lps_xyz(liver, ornt) > 0,
-                                         resolve_device(device), progress or Progress())
-        return from_xyz(p, ornt)
-
-    # --- restore ---------------------------------------------------------------------------------------
-    def restore(self, logits, prepared: Prepared) -> np.ndarray:
-        """Probabilities ``(K, k, j, i)`` on the input grid: background, liver (, lesion)."""
-        ctx = prepared.context
-        liver = _liver_probability_lps(np.asarray(logits[1], np.float32), ctx)
-        if self.lesion_network is None:
-            return from_xyz(np.stack([1 - liver, liver]), ctx["ornt"])
-        lesion = ctx["lesion"]
-        probs = np.stack([(1 - lesion) * (1 - liver), (1 - lesion) * liver, lesion])
-        return from_xyz(probs, ctx["ornt"])
+        inside = np.asarray(liver > 0, np.float32)
+        prepared = self.lesion.prepare([image], [np.stack([1 - inside, inside])])
+        output = self.lesion.predict_logits(prepared, device=device, progress=progress)
+        return self.lesion.restore(output, prepared)[1]
 
     def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """The original's thresholds: lesion where P(lesion) > 0.5, else liver where P(liver | no lesion) > 0.5."""
-        if self.lesion_network is None:
+        if self.lesion is None:
             return (probabilities[1] > 0.5).astype(np.uint16)
         no_lesion = np.maximum(1 - probabilities[2], 1e-8)
         labels = (probabilities[1] / no_lesion > 0.5).astype(np.uint16)
         labels[probabilities[2] > 0.5] = 2
         return labels
+
+
+class LesionStage(Stage):
+    """The cascade's second stage: the lesion network on the 1 x 1 x 3 mm grid, inside the dilated liver."""
+
+    name = "lesion"
+    output = Output.PROBABILITIES
+    label_values = (2,)
+
+    def __init__(self, card: ModelCard, network: LiverUNet) -> None:
+        self.networks = {"0": network}
+        self.modality = str(card.preprocessing.get("modality", "CT")).upper()
+        self.spacing = np.asarray(card.preprocessing.get("lesion_spacing_xyz", [1.0, 1.0, 3.0]), float)
+        self.window = _window(card.architecture["lesion"], overlap=0.0, blend="constant")
+
+    def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
+        """The input normalised, zoomed to the lesion spacing, set to -0.5 outside the liver (from the liver
+        stage's probabilities ``previous[0]``) dilated twice, and cropped to it."""
+        image = channels[0]
+        check_image(image)
+        ornt = lp.lps_orientation(image.direction, image.spacing)
+        vol = lp.to_lps_xyz(image.array, ornt).astype(np.float32)
+        liver = lp.to_lps_xyz(np.asarray(previous[0][1]), ornt) > 0.5
+        zoom = lp.xyz_spacing(image.spacing, ornt) / self.spacing
+        context = {"ornt": ornt, "lps_shape": vol.shape, "zoom": zoom, "box": None}
+        empty = Prepared(np.zeros((1, 0, 0, 0), np.float32), image, context)
+        if not liver.any():
+            return empty
+        norm = lp.normalize_ct(vol) if self.modality == "CT" else lp.normalize_mr_lesion(vol, liver)
+        zoomed = lp.zoom3d(norm, zoom)
+        region = ndimage.binary_dilation(lp.zoom3d(liver.astype(np.float32), zoom) > 0.5, _DILATE_LESION)
+        if not region.any():
+            return empty
+        masked = np.clip(np.where(region, zoomed, -0.5), -0.5, 0.5)
+        box = ndimage.find_objects(region.astype(np.int8))[0]
+        context.update(box=box, zoomed_shape=zoomed.shape)
+        return Prepared(_xyz_to_net(masked[box]), image, context)
+
+    def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False, overlap: Optional[float] = None,
+                       progress: Optional[Progress] = None, folds: Optional[Sequence["int | str"]] = None):
+        """Lesion probabilities ``(2, z, y, x)`` in the liver crop (``output`` is PROBABILITIES); the
+        original tiles without overlap, so ``overlap`` is not used."""
+        from ..inference.sliding_window import predict_sliding_window
+
+        if prepared.image.size == 0:  # no liver: nothing to run
+            return torch.zeros((2, *prepared.image.shape[1:]))
+        (progress or Progress()).stage("lesions")
+        return predict_sliding_window(self.fold_networks(folds), prepared.image, self.window, 2, device=device,
+                                      mirror=False, overlap=self.window.overlap, progress=progress,
+                                      forward=_sigmoid_two_class)
+
+    def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
+        """Paste the liver crop into the zoomed grid (``fill`` outside it), zoom back linearly to the input."""
+        ctx = prepared.context
+        maps = np.asarray(maps, np.float32)
+        out = np.empty((maps.shape[0], *ctx["lps_shape"]), np.float32)
+        for c, value in enumerate(fill_values(fill, maps.shape[0])):
+            if ctx["box"] is None:
+                out[c].fill(value)
+                continue
+            grid = np.full(ctx["zoomed_shape"], value, np.float32)
+            grid[ctx["box"]] = _net_to_xyz(maps[c])
+            out[c] = lp.unzoom_linear(grid, ctx["lps_shape"], ctx["zoom"])
+        return from_xyz(out, ctx["ornt"])
+
+    def restore(self, output, prepared: Prepared) -> np.ndarray:
+        lesion = np.clip(self.to_input_grid(np.asarray(output[1:2], np.float32), prepared)[0], 0, 1)
+        return np.stack([1 - lesion, lesion])
 
 
 def from_xyz(channels_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..inference.preprocess import normalize
 from ..progress import Progress
 from ..resources import resource_path
 from ..volume import Volume, check_image
-from .base import Prepared, SegmentationModel, WindowSpec
+from .base import Prepared, SegmentationModel, WindowSpec, fill_values, select_folds
 from .card import ANATOMICAL_STRUCTURE, TISSUE, Code, InputSpec, LabelInfo, ModelCard
 from .conform import conformed_grid, resample_to
 from .loaders import CARD_FILE
@@ -123,19 +123,15 @@ class MeshNetModel(SegmentationModel):
 
     def __init__(self, card: ModelCard, network: MeshNet) -> None:
         self.card = card
-        self.networks = [network]
+        self.networks = {"0": network}  # one weight set: fold "0"
         self.settings = {**DEFAULTS, **card.preprocessing}
         radius = network.receptive_radius
         self.halo = radius  # None: the network normalises globally, so it cannot be tiled
         size = 128 if radius is None else 128 + 2 * radius
         self.window = WindowSpec(patch_size=(size, size, size), overlap=0.0, blend="constant", mirror_axes=())
 
-    @property
-    def num_classes(self) -> int:
-        return self.networks[0].out_channels
-
     # --- 1. preprocessing -----------------------------------------------------------------
-    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+    def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         self.check_channels(channels)
         volume = channels[0]
         check_image(volume)
@@ -178,13 +174,11 @@ class MeshNetModel(SegmentationModel):
     # --- 2. network ------------------------------------------------------------------------
     def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False,
                        overlap: Optional[float] = None, progress: Optional[Progress] = None,
-                       folds: Optional[Sequence[int]] = None) -> torch.Tensor:
+                       folds: Optional[Sequence["int | str"]] = None) -> torch.Tensor:
         from ..inference.device import resolve_device, use_all_cores
         from ..inference.halo_tiles import predict_halo_tiles
 
-        if folds not in (None, [0], (0,)):
-            raise InputError(f"Model {self.card.id!r} has a single network (fold 0); folds {list(folds)} "
-                             "do not exist.", "Leave --folds out for brainchop models.")
+        network, = self.fold_networks(folds)
         if tta:
             log.info("Test-time mirroring is not used for %s (MeshNets are not trained left/right symmetric).",
                      self.card.id)
@@ -193,7 +187,7 @@ class MeshNetModel(SegmentationModel):
             use_all_cores()
         halo = self.halo
         max_voxels = int(self.settings["max_voxels"]) if halo is not None else int(np.prod(prepared.image.shape))
-        return predict_halo_tiles(self.networks[0], prepared.image, halo or 0, max_voxels=max_voxels,
+        return predict_halo_tiles(network, prepared.image, halo or 0, max_voxels=max_voxels,
                                   device=dev, progress=progress)
 
     def refine(self, labels: np.ndarray, probabilities: np.ndarray, reference: Volume) -> np.ndarray:
@@ -205,37 +199,44 @@ class MeshNetModel(SegmentationModel):
         return postprocess_labels(labels, reference.spacing, keep_largest=True)
 
     # --- 3. back to the input grid ---------------------------------------------------------
-    def restore(self, logits, prepared: Prepared) -> np.ndarray:
-        probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0).numpy()
+    def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
+        """Paste the crop into the conformed volume (``fill`` outside it) and resample linearly onto the
+        input grid (a paste, no interpolation, when the input is conformed)."""
+        maps = torch.as_tensor(maps, dtype=torch.float32).numpy()
+        fills = fill_values(fill, maps.shape[0])
         grid: Volume = prepared.context["grid"]
         axes = self._axes()
         box_kji = [slice(0, 0)] * 3
         for n, s in enumerate(prepared.context["box"]):
             box_kji[axes[n]] = s
         reference = prepared.reference
-        out = np.empty((probs.shape[0], *reference.shape), dtype=np.float32)
+        out = np.empty((maps.shape[0], *reference.shape), dtype=np.float32)
         if reference.same_grid(grid):  # conformed input: paste, no interpolation
-            for c in range(probs.shape[0]):
-                out[c].fill(1.0 if c == 0 else 0.0)
-                out[c][tuple(box_kji)] = probs[c].transpose(np.argsort(axes))
+            for c, value in enumerate(fills):
+                out[c].fill(value)
+                out[c][tuple(box_kji)] = maps[c].transpose(np.argsort(axes))
             return out
-        # resample only the crop box, grown by one background voxel so interpolation across its
-        # border matches the full conformed volume (outside it everything is background anyway)
+        # resample only the crop box, grown by one fill voxel so interpolation across its
+        # border matches the full conformed volume (outside it everything is ``fill`` anyway)
         start = [s.start - 1 for s in box_kji]
         sub_grid = Volume(np.zeros([s.stop - s.start + 2 for s in box_kji], dtype=np.float32), grid.spacing,
                           tuple((grid.ijk_to_lps() @ np.array([*start[::-1], 1.0]))[:3]), grid.direction)
         sub = sub_grid.array
-        for c in range(probs.shape[0]):
-            background = 1.0 if c == 0 else 0.0
-            sub.fill(background)
-            sub[1:-1, 1:-1, 1:-1] = probs[c].transpose(np.argsort(axes))
-            out[c] = resample_to(sub, sub_grid, reference, linear=True, default=background)
+        for c, value in enumerate(fills):
+            sub.fill(value)
+            sub[1:-1, 1:-1, 1:-1] = maps[c].transpose(np.argsort(axes))
+            out[c] = resample_to(sub, sub_grid, reference, linear=True, default=value)
         return out
 
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        """Softmax in network space, then onto the input grid (background outside the crop)."""
+        probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0)
+        return self.to_input_grid(probs, prepared, fill=[1.0] + [0.0] * (probs.shape[0] - 1))
 
-def load_meshnet_folder(folder: Path, folds: Optional[Sequence[int]] = None,
+
+def load_meshnet_folder(folder: Path, folds: Optional[Sequence["int | str"]] = None,
                         checkpoint: str = "checkpoint_final.pth") -> MeshNetModel:
-    """Load a brainchop TensorFlow.js MeshNet folder (``checkpoint`` is unused: one weight set)."""
+    """Load a brainchop TensorFlow.js MeshNet folder (``checkpoint`` is unused: one weight set, fold "0")."""
     folder = Path(folder)
     known = KNOWN.get(folder.name, {})
     tfjs = read_tfjs_model(folder)
@@ -256,4 +257,5 @@ def load_meshnet_folder(folder: Path, folds: Optional[Sequence[int]] = None,
         raise ModelError(f"{folder}: the network has {network.out_channels} outputs but the colormap/card names "
                          f"{len(card.labels) + 1} labels (background included).",
                          "Use the colormap.json that belongs to this model.")
+    select_folds(["0"], folds, str(folder))
     return MeshNetModel(card, network)

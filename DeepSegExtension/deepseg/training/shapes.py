@@ -107,7 +107,7 @@ def learning_check(fmt: str, folder: "str | Path", *, iterations: int = 300, n_t
     torch.manual_seed(seed)
     card = shapes_card(fmt, size, architecture)
     net = build_network(card)
-    model = CardModel(card, [net])
+    model = CardModel(card, {"0": net})
     train, test = make_cases(n_train, seed, size), make_cases(n_test, seed + 1000, size)
     images, targets = training_arrays(model, train)
     screening = fmt == "render-unet"

@@ -135,7 +135,7 @@ def fit_fp_screen(model: CardModel, examples: Sequence[tuple[np.ndarray, np.ndar
         log.warning("No predicted components to train the false-positive screen on; it stays disabled.")
         return {"components": 0, "false_positives": 0}
     f, c, t = (np.concatenate([e[i] for e in examples]) for i in range(3))
-    for net in model.networks:
+    for net in model.networks.values():
         net.fp_screen.fit(f, c, t, epochs=epochs)
     return {"components": int(len(t)), "false_positives": int((~t).sum())}
 

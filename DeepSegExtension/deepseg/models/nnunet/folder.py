@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ...errors import ModelError
+from ..base import fold_name, select_folds
 
 CONFIG_PREFERENCE = ("3d_fullres", "2d", "3d_lowres")
 
@@ -65,26 +66,27 @@ def read_json(path: Path, what: str) -> dict:
         raise ModelError(f"{path} is not valid JSON ({exc}).", "Repair the file or fetch the model again.") from exc
 
 
-def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], checkpoint: str) -> list[Path]:
-    """Checkpoint paths of the requested folds (default: every ``fold_N`` holding ``checkpoint``)."""
+def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], checkpoint: str) -> dict[str, Path]:
+    """Fold name -> checkpoint path of the requested folds (by name: ``"0"``, ``"3"``, ``"all"``).
+
+    Default: every numbered ``fold_N`` holding ``checkpoint``, else ``fold_all`` (what
+    ``nnUNetv2_train ... all`` writes), as nnU-Net's predictor chooses."""
+    present = sorted((fold_name(p.name) for p in folder.glob("fold_*") if p.is_dir()),
+                     key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
     if folds is None:
-        names = sorted((p.name for p in folder.glob("fold_*") if p.is_dir() and p.name != "fold_all"
-                        and (p / checkpoint).is_file()), key=lambda n: int(n.split("_")[1]) if
-                       n.split("_")[1].isdigit() else 1 << 30)
-        if not names and (folder / "fold_all" / checkpoint).is_file():
-            names = ["fold_all"]
+        with_ckpt = [n for n in present if (folder / f"fold_{n}" / checkpoint).is_file()]
+        names = [n for n in with_ckpt if n != "all"] or with_ckpt
         if not names:
-            present = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/*.pth"))
+            found = sorted(str(p.relative_to(folder)) for p in folder.glob("fold_*/*.pth"))
             raise ModelError(f"No fold in {folder} has {checkpoint}" +
-                             (f" (found: {', '.join(present)})." if present else "."),
+                             (f" (found: {', '.join(found)})." if found else "."),
                              "Fetch the model's weights again, or choose an existing checkpoint file "
                              "(e.g. checkpoint=\"checkpoint_best.pth\") if that is what was published.")
     else:
-        names = [f"fold_{f}" for f in folds]
-    paths = [folder / n / checkpoint for n in names]
-    for p in paths:
+        names = select_folds(present, folds, str(folder))
+    paths = {n: folder / f"fold_{n}" / checkpoint for n in names}
+    for p in paths.values():
         if not p.is_file():
             raise ModelError(f"Checkpoint {p} is missing.",
-                             "Fetch the model again, or choose folds that exist: " +
-                             (", ".join(sorted(q.name for q in folder.glob("fold_*"))) or "none found") + ".")
+                             "Fetch the model again, or choose folds that exist: " + (", ".join(present) or "none found") + ".")
     return paths

@@ -17,7 +17,7 @@ import torch
 from ...errors import InputError, ModelError
 from ...progress import Progress
 from ...volume import Volume
-from ..base import Prepared, SegmentationModel, WindowSpec
+from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
 from ..card import InputSpec, LabelInfo, ModelCard
 from .folder import fold_checkpoints, read_json, select_training_folder
 from .labels import LabelScheme, read_labels
@@ -33,13 +33,12 @@ NNUNET_CITATION = ("Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH. n
 class NnUNetModel(SegmentationModel):
     """One configuration of a trained nnU-Net v2 model (one network per fold)."""
 
-    def __init__(self, card: ModelCard, config: NnUNetConfig, scheme: LabelScheme, networks: list,
-                 fold_names: list[str], mirror_axes: Optional[Sequence[int]], folder: Path):
+    def __init__(self, card: ModelCard, config: NnUNetConfig, scheme: LabelScheme, networks: dict,
+                 mirror_axes: Optional[Sequence[int]], folder: Path):
         self.card = card
         self.config = config
         self.scheme = scheme
-        self.networks = networks
-        self.fold_names = fold_names
+        self.networks = networks  # fold name ("0", "all", ...) -> network
         self.folder = folder
         self.mirror_axes = tuple(int(a) for a in mirror_axes) if mirror_axes is not None else ()
         if config.is_2d:  # 2D networks run on (1, y, x) windows of the transposed volume
@@ -57,7 +56,7 @@ class NnUNetModel(SegmentationModel):
         return self.scheme.num_heads
 
     # --- network space ---------------------------------------------------------------------------
-    def prepare(self, channels: Sequence[Volume]) -> Prepared:
+    def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         self.check_channels(channels)
         ref = channels[0]
         for ch in channels[1:]:
@@ -85,23 +84,11 @@ class NnUNetModel(SegmentationModel):
                    "spacing": spacing, "network_spacing": target}
         return Prepared(image=np.ascontiguousarray(data, dtype=np.float32), reference=ref, context=context)
 
-    def _fold_indices(self, folds: Optional[Sequence["int | str"]]) -> list[int]:
-        if folds is None:
-            return list(range(len(self.networks)))
-        out = []
-        for f in folds:
-            name = f"fold_{f}"
-            if name not in self.fold_names:
-                raise ModelError(f"Fold {f} is not loaded in {self.card.id}.",
-                                 "Loaded folds: " + ", ".join(self.fold_names) + ".")
-            out.append(self.fold_names.index(name))
-        return out
-
     def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = True, overlap: Optional[float] = None,
-                       progress: Optional[Progress] = None, folds: Optional[Sequence[int]] = None):
+                       progress: Optional[Progress] = None, folds: Optional[Sequence["int | str"]] = None):
         from ...inference.sliding_window import predict_sliding_window
 
-        nets = [self.networks[i] for i in self._fold_indices(folds)]
+        nets = self.fold_networks(folds)
         forward = (lambda net, x: net(x[:, :, 0])[:, :, None]) if self.config.is_2d else None
         return predict_sliding_window(
             nets, prepared.image, self.window, self.num_classes, device=device,
@@ -109,23 +96,36 @@ class NnUNetModel(SegmentationModel):
             progress=progress, batch_size=self.batch_size, forward=forward)
 
     # --- back to the input grid -------------------------------------------------------------------
-    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+    def _to_cropped_grid(self, maps, prepared: Prepared) -> torch.Tensor:
+        """Network grid -> the cropped, transposed input grid (a new tensor, never the caller's)."""
         ctx = prepared.context
-        given = torch.as_tensor(logits, dtype=torch.float32)
+        given = torch.as_tensor(maps, dtype=torch.float32)
         x = resample(given, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
                      self.config.resample_probabilities)
-        if x is given:  # nothing to resample: never overwrite the caller's logits
-            x = x.clone()
-        _nonlin_(x, self.scheme.regions)
+        return x.clone() if x is given else x
+
+    def _uncrop(self, x: torch.Tensor, prepared: Prepared, fill: Sequence[float]) -> np.ndarray:
+        """Cropped, transposed grid -> input grid ``(C, k, j, i)``, ``fill`` outside the non-zero box."""
+        ctx = prepared.context
         full = ctx["shape_before_crop"]
         if tuple(x.shape[1:]) != tuple(full):
-            out = torch.zeros((x.shape[0], *full), dtype=torch.float32)
-            if not self.scheme.regions:
-                out[0] = 1.0  # outside the non-zero box nnU-Net predicts background
+            out = torch.empty((x.shape[0], *full), dtype=torch.float32)
+            for c, value in enumerate(fill):
+                out[c] = value
             out[(slice(None), *(slice(a, b) for a, b in ctx["bbox"]))] = x
             x = out
-        back = self.config.transpose_backward
-        return x.numpy().transpose([0, *[a + 1 for a in back]])
+        return x.numpy().transpose([0, *[a + 1 for a in self.config.transpose_backward]])
+
+    def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
+        x = self._to_cropped_grid(maps, prepared)
+        return self._uncrop(x, prepared, fill_values(fill, x.shape[0]))
+
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        x = self._to_cropped_grid(logits, prepared)
+        _nonlin_(x, self.scheme.regions)
+        # outside the non-zero box nnU-Net predicts background
+        fill = [0.0] * x.shape[0] if self.scheme.regions else [1.0] + [0.0] * (x.shape[0] - 1)
+        return self._uncrop(x, prepared, fill)
 
     def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         if not self.scheme.regions:
@@ -189,9 +189,9 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
 
     scheme = read_labels(dataset, str(train_dir / "dataset.json"), label_overrides)
     inputs = _inputs(dataset)
-    networks, meta = [], {}
+    networks, meta = {}, {}
     config: Optional[NnUNetConfig] = None
-    for path in paths:
+    for fold, path in paths.items():
         ckpt = read_fold(path)
         if config is None:  # the first fold's metadata names the configuration, as in nnUNetPredictor
             meta = ckpt
@@ -203,7 +203,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
                                  "Cascades are not supported; choose the 3d_fullres configuration of the model.")
         net = build_network(config.architecture, len(inputs), scheme.num_heads, str(train_dir / "plans.json"))
         load_weights(net, ckpt, path)
-        networks.append(net)
+        networks[fold] = net
     assert config is not None
     if len(config.normalization_schemes) != len(inputs):
         raise ModelError(f"{train_dir / 'plans.json'} normalises {len(config.normalization_schemes)} channel(s) but "
@@ -220,11 +220,10 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
         description=card_in.description if card_in else str(dataset.get("description", "")),
         architecture={"class": config.architecture.get("network_class_name"), "trainer": trainer,
                       "plans": plans.get("plans_name"), "configuration": config.name,
-                      "folds": [p.parent.name for p in paths], "checkpoint": checkpoint},
+                      "folds": list(paths), "checkpoint": checkpoint},
         preprocessing={"configuration": config.name, "spacing": config.spacing, "patch_size": config.patch_size,
                        "normalization": config.normalization_schemes, "transpose": config.transpose_forward},
         license=card_in.license if card_in else str(dataset.get("licence", dataset.get("license", ""))),
         citation=card_in.citation if card_in else NNUNET_CITATION,
     )
-    return NnUNetModel(card, config, scheme, networks, [p.parent.name for p in paths],
-                       meta.get("inference_allowed_mirroring_axes"), train_dir)
+    return NnUNetModel(card, config, scheme, networks, meta.get("inference_allowed_mirroring_axes"), train_dir)
