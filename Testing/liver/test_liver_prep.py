@@ -76,3 +76,63 @@ def test_fetch_wheel_member_checks_and_reuses(tmp_path, liver_wheels):
     assert not (tmp_path / "b.py").exists() and not list(tmp_path.glob("*.part"))
     with pytest.raises(StoreError, match="has no file"):
         fetch_wheel_member("pyliverlesionseg", "0.3", "nope.txt", tmp_path / "c", wheel_dir=WHEELS)
+
+
+def _torso(nz: int) -> np.ndarray:
+    """A 4 mm soft-tissue cylinder (40 HU) in air, ``nz`` slices: [x, y, z] LPS."""
+    x, y = np.mgrid[:100, :80]
+    vol = np.full((100, 80, nz), -1000, np.float32)
+    vol[((x - 50) / 45.0) ** 2 + ((y - 40) / 35.0) ** 2 < 1] = 40.0
+    return vol
+
+
+def test_bowel_gas_is_not_taken_for_lungs():
+    """An abdomen-only scan: gas pockets (~50 mL each, on both sides) below the top of the field of view must
+    not be taken for lungs -- the crop then keeps the whole top, where the liver is cut by the scan."""
+    vol = _torso(60)
+    vol[20:32, 30:42, 30:40] = -1000  # right-side gas pocket, 12 x 12 x 10 voxels of 4 mm (~110 mL)
+    vol[62:74, 30:42, 38:46] = -1000  # left-side pocket
+    assert lp.crop_ct(vol, (4.0, 4.0, 4.0))[2] == slice(0, 60)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_lungs_set_the_top_of_the_crop(whole):
+    """Two lungs, cut by the top of the scan or (``whole``) entirely inside it: the box ends 70 mm above
+    their lower end, as the original's."""
+    vol = _torso(150)
+    top = 140 if whole else 150
+    vol[15:45, 20:60, 100:top] = -850.0  # right lung (whole: 30 x 40 x 40 voxels of 4 mm = 3 L)
+    vol[55:85, 20:60, 104:top] = -850.0  # left lung, ending higher
+    box = lp.crop_ct(vol, (4.0, 4.0, 4.0))
+    assert box[2].stop == 104 + int(70 / 4.0)
+    assert (box[2].stop - box[2].start) * 4.0 <= 408
+
+
+def test_one_sided_air_is_not_a_pair_of_lungs():
+    """A large gas volume reaching the top on one side only (e.g. the stomach under a cut field of view)."""
+    vol = _torso(60)
+    vol[60:85, 25:55, 40:60] = -1000
+    assert lp.crop_ct(vol, (4.0, 4.0, 4.0))[2] == slice(0, 60)
+
+
+def test_fetch_member_of_a_source_distribution(tmp_path):
+    """Members of an sdist (paths below its top folder) come out byte-exact; a missing one is a clear error."""
+    import io
+    import tarfile
+
+    payload = b"\x1f\x8b not really a scan" * 100
+    sdist = tmp_path / "dists" / "some_pkg-1.2.0.tar.gz"
+    sdist.parent.mkdir()
+    with tarfile.open(sdist, "w:gz") as tf:
+        info = tarfile.TarInfo("some_pkg-1.2.0/tests/data/scan.nii.gz")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    assert find_wheel("some-pkg", "1.2.0", sdist.parent, sdist=True) == sdist
+    assert find_wheel("some-pkg", "1.2.0", sdist.parent) is None  # not a wheel
+    dest = fetch_wheel_member("some-pkg", "1.2.0", "tests/data/scan.nii.gz", tmp_path / "scan.nii.gz",
+                              wheel_dir=sdist.parent, sdist=True)
+    assert dest.read_bytes() == payload
+    with pytest.raises(StoreError, match="has no file"):
+        fetch_wheel_member("some-pkg", "1.2.0", "tests/data/other.nii.gz", tmp_path / "o.nii.gz",
+                           wheel_dir=sdist.parent, sdist=True)
+    assert not list(tmp_path.glob("*.part"))

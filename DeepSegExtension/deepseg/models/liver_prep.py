@@ -8,10 +8,12 @@ networks RAS-flipped arrays.  Facts reproduced here:
   ``old / zoom`` centred on the old grid; up-sampling interpolates linearly, down-sampling averages the
   overlapped fraction of every old voxel (a box filter), with zeros beyond the border;
 * CT body crop (``crop_ct_image``): bounding box of the largest eroded soft-tissue (> -150 HU) component,
-  the liver dome found from the lung air profile, the box ending 70 mm above the dome, at most
+  the liver dome found from the lung air profile, the box ending 70 mm above the dome (the network expects
+  this framing: a box cut lower puts its liver too low), at most
   489 x 408 x 408 mm (x, y, z) -- trimmed from below in z, and in x/y around the box centre (the
   original trims around the centre of the abdominal air); the pelvic (hip) search of the original is
-  replaced by the 408 mm limit (see ``crop_ct``);
+  replaced by the 408 mm limit (see ``crop_ct``); unlike the original, bowel gas is told apart from the
+  lungs (``_lung_air``), and a scan without lungs keeps its top;
 * MR body crop (``crop_mr_image``): the top 430 mm and the largest component above 1 % of the maximum.
 """
 from __future__ import annotations
@@ -25,7 +27,8 @@ from scipy import ndimage, sparse
 Box = tuple[slice, slice, slice]
 
 MAX_SIZE_MM = (489.0, 408.0, 408.0)  # (x, y, z) limits of the original's crop
-MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung (a guard against bowel gas; the original has none)
+MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung on each side of the body
+MIN_WHOLE_LUNG_ML = 300.0  # an air space this large is a lung even when the field of view holds all of it
 
 
 # --- orientation ---------------------------------------------------------------------------------------
@@ -132,8 +135,33 @@ def _largest_component_box(mask: np.ndarray) -> Box:
     return ndimage.find_objects((labels == np.argmax(sizes) + 1).astype(np.int8))[0]
 
 
+def _lung_air(air_labels: np.ndarray, sizes: np.ndarray, order: np.ndarray, spacing: Sequence[float],
+              body: Box) -> "np.ndarray | None":
+    """Mask of the lung air among the internal air components, or None when the field of view holds no lungs.
+
+    A lung is an air space that either runs out of the top of the field of view (the lungs continue above
+    any scan that cuts them) or is as large as a whole lung; and the lungs lie on both sides of the body's
+    mid-line.  Gas in the stomach and bowel fails one of these (it sits inside the abdomen, usually on one
+    side), which is what misled the original's "second and third largest air volumes" rule on scans of the
+    abdomen and pelvis: their bowel gas became the lungs, and the crop cut the liver off at the top.
+    """
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    top = air_labels.shape[2] - 1  # the top slice is forced to tissue, so air cut by the FOV ends just below it
+    boxes = ndimage.find_objects(air_labels)
+    lung_ids = [lab for lab in order[1:] if sizes[lab - 1] * voxel_ml >= MIN_LUNG_ML
+                and (boxes[lab - 1][2].stop >= top or sizes[lab - 1] * voxel_ml >= MIN_WHOLE_LUNG_ML)]
+    if not lung_ids:
+        return None
+    lungs = np.isin(air_labels, lung_ids)
+    mid = (body[0].start + body[0].stop) // 2
+    if min(lungs[:mid].sum(), lungs[mid:].sum()) * voxel_ml < MIN_LUNG_ML:
+        return None  # air on one side only: not a pair of lungs
+    return lungs
+
+
 def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung_th: float) -> "int | None":
-    """Lowest slice of the lungs: air inside the body (not connected to the outside), from the z-profile."""
+    """Lowest slice of the lungs (see ``_lung_air``), from their z-profile and their lower ends; None
+    when the field of view holds no lungs."""
     inside = np.full(vol.shape, vol.min(), dtype=vol.dtype)
     inside[body] = vol[body]
     air = inside < lung_th
@@ -142,24 +170,23 @@ def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung
     padded = np.pad(air, ((3, 3), (3, 3), (0, 0)), constant_values=True)
     labels, n = ndimage.label(padded)
     labels = labels[3:-3, 3:-3, :]
-    if n < 3:
+    if n < 2:
         return None
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     order = np.argsort(sizes)[::-1] + 1  # labels by decreasing size; the first is the outside air
-    if sizes[order[2] - 1] * np.prod(spacing) < MIN_LUNG_ML * 1000:
-        return None  # no two lung-sized air volumes (e.g. bowel gas only): no dome in the field of view
-    internal = air & (labels != order[0])
-    profile = np.convolve(internal.sum((0, 1)), np.ones(7), "same")
-    high = np.where(profile > profile.min() + 0.5 * (profile.max() - profile.min()))[0]
-    if high.size == 0:
+    lungs = _lung_air(labels, sizes, order, spacing, body)
+    if lungs is None:
         return None
+    profile = np.convolve(lungs.sum((0, 1)), np.ones(7), "same")
+    high = np.where(profile > profile.min() + 0.5 * (profile.max() - profile.min()))[0]
     dome = int(high[0])
     gaps = np.where(np.diff(high) != 1)[0]
     if gaps.size:  # a second high run separated by a deep valley: the lungs are the upper run
         nxt = high[gaps[0] + 1]
         if np.any(profile[high[gaps[0]]:nxt] < profile.min() + 0.2 * (profile.max() - profile.min())):
             dome = int(nxt)
-    lung_bottoms = [ndimage.find_objects((labels == lab).astype(np.int8))[0][2].start for lab in order[1:3]]
+    mid = (body[0].start + body[0].stop) // 2
+    lung_bottoms = [int(np.argmax(side.any((0, 1)))) for side in (lungs[:mid], lungs[mid:])]
     return max(dome, max(lung_bottoms))
 
 
