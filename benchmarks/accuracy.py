@@ -7,6 +7,7 @@ their own runs to it.  Results are printed and appended to ``benchmarks/RESULTS.
 
     python benchmarks/accuracy.py                 # every run
     python benchmarks/accuracy.py --only liver    # runs whose name contains "liver"
+    python benchmarks/accuracy.py --only ct-full,head-ct  # runs whose name contains either
 
 Models come from PyPI (fetched and converted into ``benchmarks/_work``); cases from ``../shared``
 and from PyPI packages.
@@ -14,19 +15,20 @@ and from PyPI packages.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("DEEPSEG_SHARED", REPO.parent / "shared"))  # as Testing/conftest.py
 WORK = HERE / "_work"
 RESULTS = HERE / "RESULTS.md"
 
@@ -83,6 +85,76 @@ def lits117_volumes(wheel_dir: Path = WORK / "wheels") -> tuple:
             Volume(arrays[1].astype(np.uint16), name="lits117_labels", **geometry))
 
 
+# TotalSegmentator's own test scans, shipped only in its source distribution on PyPI (tests/reference_files;
+# Apache-2.0); their label maps are TotalSegmentator output (a silver standard, not manual contours).
+TOTALSEG = ("totalsegmentator", "2.18.0")
+
+
+def totalseg_file(member: str, wheel_dir: Path = WORK / "wheels", sdist: bool = True) -> Path:
+    """One file of the totalsegmentator distribution on PyPI (``member`` below the sdist's top folder, or
+    inside the wheel with ``sdist=False``), fetched once into ``wheel_dir``."""
+    from deepseg.models.pypi_source import fetch_wheel_member
+
+    return fetch_wheel_member(*TOTALSEG, member, Path(wheel_dir) / "totalseg" / member.replace("/", "__"),
+                              wheel_dir=wheel_dir, sdist=sdist)
+
+
+def totalseg_pypi_volumes(image: str, labels: Optional[str] = None, wheel_dir: Path = WORK / "wheels",
+                          sdist: bool = True) -> tuple:
+    """A TotalSegmentator test scan from PyPI and its label map ("total" ids), or an empty label map when
+    ``labels`` is None (a scan without the structure)."""
+    from deepseg.io import read_volume
+
+    image_vol = read_volume(totalseg_file(image, wheel_dir, sdist))
+    if labels is None:
+        return image_vol, image_vol.with_array(np.zeros(image_vol.shape, np.uint16))
+    return image_vol, read_volume(totalseg_file(labels, wheel_dir, sdist))
+
+
+def semi_automatic_liver(hu: np.ndarray, seed: tuple, radius: int = 5, width_sd: float = 2.0) -> np.ndarray:
+    """A liver reference made without any network, for scans that ship no liver label: 3x3x3 median-filtered
+    HU inside mean +- ``width_sd`` SD of a seed box placed in the liver by eye, opened with a ball of
+    ``radius`` voxels (cuts the thin links to diaphragm, chest wall and stomach), the component holding the
+    seed grown back into the window by ``radius`` steps, axial holes (vessels) closed and filled, largest
+    component.  A developer-made "bronze" reference: it leaks a little at the heart and the chest wall."""
+    from scipy import ndimage
+
+    smooth = ndimage.median_filter(np.asarray(hu, np.float32), 3)
+    mean, sd = float(smooth[seed].mean()), float(smooth[seed].std())
+    window = np.abs(smooth - mean) < width_sd * sd
+    ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+    parts, _ = ndimage.label(ndimage.binary_opening(window, ball))
+    ids = np.unique(parts[seed])
+    liver = np.isin(parts, ids[ids > 0])
+    for _ in range(radius):
+        liver = ndimage.binary_dilation(liver) & window
+    for k in range(liver.shape[0]):
+        liver[k] = ndimage.binary_fill_holes(ndimage.binary_closing(liver[k], iterations=3))
+    parts, n = ndimage.label(ndimage.binary_opening(liver))
+    return parts == (np.argmax(np.bincount(parts.ravel())[1:]) + 1) if n else parts > 0
+
+
+# seed box [k, j, i] inside the right liver lobe of aorta_report/example_ct.nii.gz (chosen by eye)
+AORTA_CT_LIVER_SEED = (slice(20, 30), slice(60, 90), slice(40, 70))
+
+
+def totalseg_aorta_ct(wheel_dir: Path = WORK / "wheels") -> tuple:
+    """TotalSegmentator's aorta-report CT with the semi-automatic liver reference (label 5, "total" id)."""
+    image, _ = totalseg_pypi_volumes("tests/reference_files/aorta_report/example_ct.nii.gz", wheel_dir=wheel_dir)
+    liver = semi_automatic_liver(image.array, AORTA_CT_LIVER_SEED)
+    return image, image.with_array((5 * liver).astype(np.uint16))
+
+
+def _no_structure(path: Path) -> Callable[[], tuple]:
+    """A ../shared scan that holds no liver, with an empty reference."""
+    def load():
+        from deepseg.io import read_volume
+
+        image = read_volume(path)
+        return image, image.with_array(np.zeros(image.shape, np.uint16))
+    return load
+
+
 CASES = {
     "totalseg-ct": Case("totalseg-ct", _totalseg("example_ct_sm.nii.gz", "example_seg.nii.gz"),
                         "TotalSegmentator example CT, 3 mm; reference = TotalSegmentator output (silver standard)"),
@@ -90,6 +162,26 @@ CASES = {
                               "20-slice DICOM series, 0.98 x 0.98 x 2 mm; reference = TotalSegmentator output"),
     "totalseg-mr": Case("totalseg-mr", _totalseg("example_mr_sm.nii.gz", "example_seg_mr.nii.gz"),
                         "TotalSegmentator example MR, 3 mm; reference = TotalSegmentator MR output (silver standard)"),
+    "totalseg-ct-full": Case(
+        "totalseg-ct-full", lambda: totalseg_pypi_volumes("tests/reference_files/example_ct.nii.gz",
+                                                          "tests/reference_files/example_seg_fast_force_split.nii.gz"),
+        "TotalSegmentator example CT, whole field of view (abdomen to pelvis, 122 x 101 x 112 at 3 mm; the liver "
+        "is cut by the top of the scan), from the totalsegmentator 2.18.0 sdist on PyPI; reference = TotalSegmentator "
+        "--fast output shipped with it (silver standard)"),
+    "totalseg-aorta-ct": Case(
+        "totalseg-aorta-ct", totalseg_aorta_ct,
+        "TotalSegmentator aorta-report CT angiography (neck to upper abdomen, 233 x 167 x 191 at 1.5 mm; the liver "
+        "is cut by the bottom of the scan), from the totalsegmentator 2.18.0 sdist on PyPI; it ships no liver label, "
+        "so the reference is semi-automatic (accuracy.semi_automatic_liver: HU window from a seed, opening, "
+        "reconstruction; no network) -- a bronze standard that leaks slightly into heart and chest wall"),
+    "totalseg-head-ct": Case(
+        "totalseg-head-ct", lambda: totalseg_pypi_volumes("totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz",
+                                                          sdist=False),
+        "TotalSegmentator's head CT atlas (202 x 202 x 179 at 1 mm, totalsegmentator 2.18.0 wheel): no liver"),
+    "brain1-mr": Case("brain1-mr", _no_structure(SHARED / "data" / "pyradiomics" / "brain1_image.nrrd"),
+                      "pyradiomics brain1 MR (256 x 256 x 25, 0.78 x 0.78 x 6.5 mm): no liver"),
+    "niivue-norm-mr": Case("niivue-norm-mr", _no_structure(SHARED / "data" / "niivue" / "norm.mgz"),
+                           "niivue norm.mgz brain MR (256^3 at 1 mm): no liver"),
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -120,8 +212,14 @@ def _liver_model(lesions: bool, modality: str = "CT") -> Callable[[], object]:
 
 
 LIVER = {"liver": ((1, 2), (5,))}
+NO_LIVER = {"liver (none in the scan)": ((1, 2), ())}
 RUNS: list[Run] = [
     Run("pyliverlesionseg-liver / totalseg-ct", _liver_model(False), CASES["totalseg-ct"], LIVER),
+    Run("pyliverlesionseg-liver / totalseg-ct-full", _liver_model(False), CASES["totalseg-ct-full"], LIVER),
+    Run("pyliverlesionseg-liver / totalseg-aorta-ct", _liver_model(False), CASES["totalseg-aorta-ct"], LIVER),
+    Run("pyliverlesionseg-liver / totalseg-head-ct", _liver_model(False), CASES["totalseg-head-ct"], NO_LIVER),
+    Run("pyliverlesionseg-liver-mr / brain1-mr", _liver_model(False, "MR"), CASES["brain1-mr"], NO_LIVER),
+    Run("pyliverlesionseg-liver-mr / niivue-norm-mr", _liver_model(False, "MR"), CASES["niivue-norm-mr"], NO_LIVER),
     Run("pyliverlesionseg-liver / totalseg-ct-dicom", _liver_model(False), CASES["totalseg-ct-dicom"], LIVER),
     Run("pyliverlesionseg-liver-mr / totalseg-mr", _liver_model(False, "MR"), CASES["totalseg-mr"], LIVER),
     Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
@@ -210,10 +308,11 @@ def append_results(block: str, path: Path = RESULTS, section: str = "## Accuracy
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="", help="run only the runs whose name contains this text")
+    parser.add_argument("--only", default="", help="run only the runs whose name contains this text "
+                                                    "(several texts separated by commas: any of them)")
     parser.add_argument("--no-write", action="store_true", help="print results without touching RESULTS.md")
     args = parser.parse_args(argv)
-    runs = [r for r in RUNS if args.only in r.name]
+    runs = [r for r in RUNS if any(text in r.name for text in args.only.split(","))]
     if not SHARED.exists():
         print(f"note: {SHARED} not found; runs on ../shared cases are skipped", file=sys.stderr)
     rows, notes = [], []

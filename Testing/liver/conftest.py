@@ -71,3 +71,31 @@ def lits117():
         return lits117_volumes(WHEELS)
     except StoreError as exc:
         pytest.skip(f"PyPI unreachable, cannot fetch liver-ct-segmentation-package: {exc.problem}")
+
+
+def _totalseg(image: str, labels=None, sdist: bool = True):
+    """A TotalSegmentator test scan (and label map) fetched from its PyPI distribution once into the fixtures."""
+    import sys
+
+    from deepseg.errors import StoreError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from accuracy import totalseg_pypi_volumes
+
+    try:
+        return totalseg_pypi_volumes(image, labels, wheel_dir=WHEELS, sdist=sdist)
+    except StoreError as exc:
+        pytest.skip(f"PyPI unreachable, cannot fetch totalsegmentator: {exc.problem}")
+
+
+@pytest.fixture(scope="session")
+def totalseg_full_ct():
+    """TotalSegmentator's example CT with its whole field of view (abdomen to pelvis, 122 x 101 x 112 at 3 mm)
+    and the TotalSegmentator --fast label map shipped with it (liver = 5), from the sdist on PyPI."""
+    return _totalseg("tests/reference_files/example_ct.nii.gz", "tests/reference_files/example_seg_fast_force_split.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def head_ct():
+    """TotalSegmentator's head CT atlas (1 mm, from the wheel on PyPI): a CT without any liver."""
+    return _totalseg("totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz", sdist=False)[0]

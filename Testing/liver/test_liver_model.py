@@ -111,3 +111,30 @@ def test_shipped_lesion_network_inside_a_given_liver(liver_lesion_folder, lits11
     dice = _dice(p > 0.5, truth == 2)
     print(f"lesion Dice on the LiTS 117 crop (manual liver given): {dice:.3f}, reference {(truth == 2).sum()} voxels")
     assert dice > 0.5
+
+
+def test_liver_on_a_large_field_of_view_ct(liver_folder, totalseg_full_ct):
+    """The whole-FOV abdomen-pelvis CT whose bowel gas the body crop once took for lungs (cutting the liver
+    off at the top; Dice 0.578): the crop must keep the top and the liver must match the reference."""
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.loaders import load_model
+
+    image, labels = totalseg_full_ct
+    result = segment(load_model(liver_folder), [image])
+    liver, reference = result.labels.array == 1, labels.array == 5
+    dice = _dice(liver, reference)
+    top = lambda m: int(np.where(m.any((1, 2)))[0].max())  # noqa: E731 - highest slice (k runs inferior->superior)
+    print(f"liver Dice on the whole TotalSegmentator example CT: {dice:.3f}; top slice {top(liver)} vs {top(reference)}")
+    assert dice > 0.9
+    assert abs(top(liver) - top(reference)) <= 2
+
+
+def test_no_liver_in_a_head_ct(liver_folder, head_ct):
+    """A CT without a liver gives an empty (or near-empty, <= 5 mL) liver."""
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.loaders import load_model
+
+    result = segment(load_model(liver_folder), [head_ct])
+    ml = float((result.labels.array == 1).sum() * np.prod(head_ct.spacing) / 1000)
+    print(f"liver volume predicted in the head CT: {ml:.2f} mL")
+    assert ml <= 5.0
