@@ -145,6 +145,27 @@ def totalseg_aorta_ct(wheel_dir: Path = WORK / "wheels") -> tuple:
     return image, image.with_array((5 * liver).astype(np.uint16))
 
 
+def _inverted(load: Callable[[], tuple]) -> Callable[[], tuple]:
+    """A case with its image intensities mirrored (max - value): a diagnostic, not a supported input."""
+    def inverted():
+        image, reference = load()
+        values = image.array.astype(np.float32)
+        return image.with_array(values.max() - values), reference
+    return inverted
+
+
+def _slab(load: Callable[[], tuple], k0: int, k1: int) -> Callable[[], tuple]:
+    """Slices ``k0:k1`` of a case (image and reference, geometry kept): a smaller field of view of a real scan."""
+    def slab():
+        from deepseg.volume import Volume
+
+        image, reference = load()
+        origin = (image.ijk_to_lps() @ np.array([0.0, 0.0, k0, 1.0]))[:3]
+        cut = [Volume(v.array[k0:k1], v.spacing, tuple(origin), v.direction, name=v.name) for v in (image, reference)]
+        return cut[0], cut[1]
+    return slab
+
+
 def _no_structure(path: Path) -> Callable[[], tuple]:
     """A ../shared scan that holds no liver, with an empty reference."""
     def load():
@@ -174,6 +195,13 @@ CASES = {
         "is cut by the bottom of the scan), from the totalsegmentator 2.18.0 sdist on PyPI; it ships no liver label, "
         "so the reference is semi-automatic (accuracy.semi_automatic_liver: HU window from a seed, opening, "
         "reconstruction; no network) -- a bronze standard that leaks slightly into heart and chest wall"),
+    "totalseg-ct-pelvis": Case(
+        "totalseg-ct-pelvis", _slab(lambda: CASES["totalseg-ct-full"].load(), 0, 60),
+        "the lowest 60 slices (180 mm, pelvis and lower abdomen) of totalseg-ct-full, which hold no liver "
+        "(the reference liver starts at slice 69)"),
+    "totalseg-aorta-chest": Case(
+        "totalseg-aorta-chest", _slab(lambda: CASES["totalseg-aorta-ct"].load(), 80, 191),
+        "slices 80-190 (167 mm, chest and neck) of totalseg-aorta-ct, above the liver (which ends at slice 58)"),
     "totalseg-head-ct": Case(
         "totalseg-head-ct", lambda: totalseg_pypi_volumes("totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz",
                                                           sdist=False),
@@ -182,6 +210,10 @@ CASES = {
                       "pyradiomics brain1 MR (256 x 256 x 25, 0.78 x 0.78 x 6.5 mm): no liver"),
     "niivue-norm-mr": Case("niivue-norm-mr", _no_structure(SHARED / "data" / "niivue" / "norm.mgz"),
                            "niivue norm.mgz brain MR (256^3 at 1 mm): no liver"),
+    "totalseg-mr-inverted": Case(
+        "totalseg-mr-inverted", _inverted(_totalseg("example_mr_sm.nii.gz", "example_seg_mr.nii.gz")),
+        "the TotalSegmentator example MR with inverted intensities (max - value), so fat is dark and the liver "
+        "brighter than muscle: a diagnostic of the contrast the MR network expects, not a supported input"),
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -217,11 +249,15 @@ RUNS: list[Run] = [
     Run("pyliverlesionseg-liver / totalseg-ct", _liver_model(False), CASES["totalseg-ct"], LIVER),
     Run("pyliverlesionseg-liver / totalseg-ct-full", _liver_model(False), CASES["totalseg-ct-full"], LIVER),
     Run("pyliverlesionseg-liver / totalseg-aorta-ct", _liver_model(False), CASES["totalseg-aorta-ct"], LIVER),
+    Run("pyliverlesionseg-liver / totalseg-ct-pelvis", _liver_model(False), CASES["totalseg-ct-pelvis"], NO_LIVER),
+    Run("pyliverlesionseg-liver / totalseg-aorta-chest", _liver_model(False), CASES["totalseg-aorta-chest"], NO_LIVER),
     Run("pyliverlesionseg-liver / totalseg-head-ct", _liver_model(False), CASES["totalseg-head-ct"], NO_LIVER),
     Run("pyliverlesionseg-liver-mr / brain1-mr", _liver_model(False, "MR"), CASES["brain1-mr"], NO_LIVER),
     Run("pyliverlesionseg-liver-mr / niivue-norm-mr", _liver_model(False, "MR"), CASES["niivue-norm-mr"], NO_LIVER),
     Run("pyliverlesionseg-liver / totalseg-ct-dicom", _liver_model(False), CASES["totalseg-ct-dicom"], LIVER),
     Run("pyliverlesionseg-liver-mr / totalseg-mr", _liver_model(False, "MR"), CASES["totalseg-mr"], LIVER),
+    Run("pyliverlesionseg-liver-mr / totalseg-mr-inverted", _liver_model(False, "MR"), CASES["totalseg-mr-inverted"],
+        LIVER),
     Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
         {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
 ]
@@ -325,8 +361,8 @@ def main(argv=None) -> int:
             continue
         rows += new
         for r in new:
-            print(f"{r['run']:50s} {r['structure']:24s} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']}  {r['seconds']:.0f} s",
-                  flush=True)
+            print(f"{r['run']:50s} {r['structure']:24s} Dice {r['dice']:.3f}  HD95 {r['hd95_mm']}  "
+                  f"{r['volume_mL']:.1f} mL  {r['seconds']:.0f} s", flush=True)
         if run.case.note and f"{run.case.name}: {run.case.note}" not in notes:
             notes.append(f"{run.case.name}: {run.case.note}")
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/accuracy.py", *(argv or sys.argv[1:])])

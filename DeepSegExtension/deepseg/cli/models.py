@@ -79,7 +79,7 @@ def _summary(store: ModelStore, entry: CatalogEntry) -> dict:
             "status": _status(store, entry), "path": str(found.path) if found else None,
             "download_bytes": entry.download_size(), "license": entry.license["id"],
             "commercial_use": entry.license["commercial_use"], "labels": len(entry.labels),
-            "citation": entry.citation}
+            "citation": entry.citation, "limitations": entry.limitations}
 
 
 def _installed_json(found: Installed) -> dict:
@@ -105,7 +105,8 @@ def _list(store: ModelStore, args) -> int:
             size = human_size(r["download_bytes"]) if r["download_bytes"] else "-"
             lines.append(f"  {r['id']:<36} {r['modality']:<3} {r['status']:<12} {size:>10}  {r['license']}"
                          + ("  (commercial use needs a licence)" if r["commercial_use"] == "licence-required" else "")
-                         + ("  (non-commercial)" if r["commercial_use"] == "not-allowed" else ""))
+                         + ("  (non-commercial)" if r["commercial_use"] == "not-allowed" else "")
+                         + ("  (limited: see models show)" if r["limitations"] else ""))
     if imports:
         lines.append("IMPORTED")
         lines += [f"  {i['id']:<36} {i['format']}  {i['path']}" for i in imports]
@@ -122,7 +123,10 @@ def _show(store: ModelStore, args) -> int:
     data = dict(entry.data, status=_status(store, entry))
     found = store.installed(entry.id)
     data["path"] = str(found.path) if found else None
-    lines = [f"{entry.title}  [{entry.id}]", entry.description, "",
+    lines = [f"{entry.title}  [{entry.id}]", entry.description]
+    if entry.limitations:
+        lines.append(f"LIMITATIONS: {entry.limitations}")
+    lines += ["",
              f"Task: {TASK_GROUPS[entry.task_group]}   Modality: {entry.modality}   Format: {entry.format}   "
              f"Status: {data['status']}" + (f" at {data['path']}" if found else ""),
              "Inputs: " + ", ".join(f"{i['name']} ({i['modality']})" for i in entry.inputs),

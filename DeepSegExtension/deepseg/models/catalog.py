@@ -38,7 +38,7 @@ class CatalogEntry:
         try:
             return self.data[name]
         except KeyError:
-            if name in {"convert", "model_path", "homepage", "resources", "upstream"}:
+            if name in {"convert", "model_path", "homepage", "resources", "upstream", "limitations"}:
                 return None
             raise AttributeError(name) from None
 

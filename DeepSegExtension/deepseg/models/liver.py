@@ -20,6 +20,7 @@ the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the l
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -36,6 +37,7 @@ from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
 from .networks.liver_unet import LiverUNet
 
+log = logging.getLogger(__name__)
 _OPEN = ndimage.generate_binary_structure(3, 2)      # 18-connected opening of the liver mask
 _DILATE_LESION = ndimage.iterate_structure(_OPEN, 2)  # liver dilation before the lesion network
 Z_CONTEXT_MM = 90.0  # thinner (cropped) volumes are mirrored in z up to this extent (0: as the original)
@@ -114,8 +116,12 @@ class LiverModel(SegmentationModel):
         z_pad = (missing // 2, missing - missing // 2)
         if missing:  # thin slab: mirror it in z so the network sees some cranio-caudal context
             coarse = np.pad(coarse, ((0, 0), (0, 0), z_pad), mode="symmetric")
+        torso = lp.shows_torso(vol.shape, box, spacing)
+        if not torso:
+            log.warning("No torso in the image (the body is %.0f mm wide): the liver model returns no liver.",
+                        (box[0].stop - box[0].start) * spacing[0])
         context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
-                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad}
+                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso}
         return Prepared(_xyz_to_net(coarse), image, context)
 
     # --- network ---------------------------------------------------------------------------------------
@@ -124,6 +130,8 @@ class LiverModel(SegmentationModel):
         """Liver probabilities ``(2, z, y, x)`` on the 3 mm grid (``output`` is PROBABILITIES)."""
         from ..inference.sliding_window import predict_sliding_window
 
+        if not prepared.context["torso"]:  # a head or a limb: no liver to find, no network run
+            return torch.stack([torch.ones(prepared.image.shape[1:]), torch.zeros(prepared.image.shape[1:])])
         return predict_sliding_window(self.fold_networks(folds), prepared.image, self.window, 2, device=device,
                                       mirror=False, overlap=self.window.overlap if overlap is None else overlap,
                                       progress=progress, forward=_sigmoid_two_class)

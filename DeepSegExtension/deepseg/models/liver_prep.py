@@ -29,6 +29,7 @@ Box = tuple[slice, slice, slice]
 MAX_SIZE_MM = (489.0, 408.0, 408.0)  # (x, y, z) limits of the original's crop
 MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung on each side of the body
 MIN_WHOLE_LUNG_ML = 300.0  # an air space this large is a lung even when the field of view holds all of it
+MIN_TORSO_WIDTH_MM = 200.0  # narrower bodies (an adult head is < ~170 mm wide, a torso > ~250 mm) hold no liver
 
 
 # --- orientation ---------------------------------------------------------------------------------------
@@ -223,6 +224,15 @@ def _limit_top(box: slice, spacing: float, max_mm: float) -> slice:
     if size * spacing <= max_mm:
         return box
     return slice(box.start + int(np.ceil((size * spacing - max_mm) / spacing)), box.stop)
+
+
+def shows_torso(shape: Sequence[int], box: Box, spacing: Sequence[float]) -> bool:
+    """Whether a body ``box`` (from ``crop_ct``/``crop_mr``) can hold a liver: the body is at least
+    ``MIN_TORSO_WIDTH_MM`` wide left to right, or the field of view cuts it at the sides (a crop inside the
+    torso).  The networks were trained on abdomens only; on a head they segment the brain as liver."""
+    x = box[0]
+    cut_by_fov = x.start <= 3 or x.stop >= shape[0] - 3  # the body boxes are eroded by up to 3 voxels
+    return cut_by_fov or (x.stop - x.start) * spacing[0] >= MIN_TORSO_WIDTH_MM
 
 
 def crop_mr(vol: np.ndarray, spacing: Sequence[float], tissue_ratio: float = 0.01,
