@@ -63,7 +63,7 @@ def test_a_limited_model_says_so_in_show_and_list(home, capsys):
     code, out, _ = _run(capsys, "models", "list", "--group", "tumour-lesion")
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "limited" in lines["pyliverlesionseg-liver-lesion-mr"]
-    assert "limited" not in lines["pyliverlesionseg-liver-lesion-ct"]
+    assert "limited" not in lines["totalseg-liver-lesions"]
 
 
 @pytest.mark.parametrize("model_id, message", [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures" / "liver"
@@ -96,6 +97,10 @@ def totalseg_full_ct():
 
 
 @pytest.fixture(scope="session")
-def head_ct():
-    """TotalSegmentator's head CT atlas (1 mm, from the wheel on PyPI): a CT without any liver."""
-    return _totalseg("totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz", sdist=False)[0]
+def chest_ct():
+    """The chest and neck (slices 80-190, above the liver) of TotalSegmentator's aorta-report CT (sdist on PyPI)."""
+    from deepseg.volume import Volume
+
+    image = _totalseg("tests/reference_files/aorta_report/example_ct.nii.gz")[0]
+    origin = (image.ijk_to_lps() @ np.array([0.0, 0.0, 80, 1.0]))[:3]
+    return Volume(image.array[80:], image.spacing, tuple(origin), image.direction)

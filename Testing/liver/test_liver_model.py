@@ -129,12 +129,27 @@ def test_liver_on_a_large_field_of_view_ct(liver_folder, totalseg_full_ct):
     assert abs(top(liver) - top(reference)) <= 2
 
 
-def test_no_liver_in_a_head_ct(liver_folder, head_ct):
-    """A CT without a liver gives an empty (or near-empty, <= 5 mL) liver."""
+def _liver_ml(folder, image) -> float:
     from deepseg.inference.pipeline import segment
     from deepseg.models.loaders import load_model
 
-    result = segment(load_model(liver_folder), [head_ct])
-    ml = float((result.labels.array == 1).sum() * np.prod(head_ct.spacing) / 1000)
-    print(f"liver volume predicted in the head CT: {ml:.2f} mL")
+    result = segment(load_model(folder), [image])
+    return float((result.labels.array == 1).sum() * np.prod(image.spacing) / 1000)
+
+
+def test_no_liver_in_the_chest(liver_folder, chest_ct):
+    """The chest above the diaphragm (a real CT's upper 167 mm): the network runs and finds no liver (<= 5 mL)."""
+    ml = _liver_ml(liver_folder, chest_ct)
+    print(f"liver volume predicted in the chest: {ml:.2f} mL")
+    assert ml <= 5.0
+
+
+def test_no_liver_in_a_brain_mr(liver_h5, shared, tmp_path):
+    """A brain MR is no torso: the MR liver model returns no liver (it had segmented 576 mL of brain)."""
+    from deepseg.io import read_volume
+    from deepseg.models.liver_convert import convert_keras_h5
+
+    image = read_volume(shared / "data" / "pyradiomics" / "brain1_image.nrrd")
+    ml = _liver_ml(convert_keras_h5(liver_h5, tmp_path / "mr", modality="MR"), image)
+    print(f"liver volume predicted in a brain MR: {ml:.2f} mL")
     assert ml <= 5.0
