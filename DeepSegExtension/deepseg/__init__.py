@@ -1,10 +1,9 @@
 """DeepSeg core: pretrained 3D segmentation networks on medical volumes, without any GUI import."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import Cancelled, DeepSegError, InputError, ModelError  # noqa: E402
-from .volume import Volume  # noqa: E402
+from .version import __version__
+from .errors import Cancelled, DeepSegError, InputError, ModelError
+from .volume import Volume
 
 __all__ = ["__version__", "Volume", "DeepSegError", "InputError", "ModelError", "Cancelled", "segment",
            "read_volume", "load_model", "batch"]

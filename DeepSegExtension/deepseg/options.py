@@ -5,7 +5,9 @@ runs and the Slicer tasks all take this one dataclass.  Each field carries its c
 help, so the same declaration registers the argparse options (``add_arguments``), reads them back
 (``from_args``) and writes the command line of a background run (``to_argv``).
 
-Adding an option = one field here + the code that uses it (+ the panel that shows it).
+Adding an option = one field here (``_option(default, help=..., [type=, choices=, flag=])``) + the code
+that uses it (+ the panel that shows it); the CLI flag, its parsing, the Slicer command line and the
+provenance record follow from the field.
 """
 from __future__ import annotations
 
@@ -35,12 +37,10 @@ def _join(values) -> str:
 
 
 def _option(default: Any = None, *, help: str, flag: Optional[str] = None, type: Optional[Callable] = None,
-            format: Callable[[Any], str] = str, metavar: Optional[str] = None, factory: Any = None) -> Any:
+            format: Callable[[Any], str] = str, metavar: Optional[str] = None, choices: Optional[tuple] = None) -> Any:
     """A dataclass field plus its command line: ``bool`` defaults become on/off flags; others take a value
-    parsed by ``type`` and written back by ``format``."""
-    meta = {"help": help, "flag": flag, "type": type, "format": format, "metavar": metavar}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
+    parsed by ``type`` (checked against ``choices``) and written back by ``format``."""
+    meta = {"help": help, "flag": flag, "type": type, "format": format, "metavar": metavar, "choices": choices}
     return field(default=default, metadata=meta)
 
 
@@ -80,6 +80,10 @@ class SegmentOptions:
             from .io.integrity import parse_spacing
 
             object.__setattr__(self, "assume_spacing", parse_spacing(self.assume_spacing))
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise InputError(f"Unknown {f.name} {getattr(self, f.name)!r}.", f"Choose one of: {', '.join(choices)}.")
         if self.overlap is not None and not 0 <= self.overlap < 1:
             raise InputError(f"The sliding-window overlap {self.overlap:g} is outside [0, 1).",
                              "Give an overlap such as 0.5 (or 0.25 for speed).")
@@ -130,8 +134,7 @@ class SegmentOptions:
                 kw.update(action="store_true", default=f.default)
             else:
                 kw.update(type=m["type"], default=f.default)
-                if m["metavar"]:
-                    kw["metavar"] = m["metavar"]
+                kw.update({k: m[k] for k in ("metavar", "choices") if m[k]})
             parser.add_argument(cls._flag(f), **kw)
 
     @classmethod

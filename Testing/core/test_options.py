@@ -88,3 +88,25 @@ def test_api_options_object_and_keywords_give_the_same_run(tmp_path, oblique_vol
     assert settings["keep_largest"] is True and settings["fill_holes"] is True and settings["structures"] == ["Bright"]
     with pytest.raises(TypeError, match="unknown segment option"):
         segment(threshold_model, [oblique_volume], keep_larges=True)
+
+
+def test_a_new_option_is_one_field(capsys):
+    """What another option (e.g. a backend choice) costs: one field; flag, parsing, checks and argv follow."""
+    import argparse
+
+    from deepseg.options import _option
+
+    @dataclasses.dataclass(frozen=True)
+    class WithBackend(SegmentOptions):
+        backend: str = _option("auto", choices=("auto", "torch"), help="inference backend")
+
+    parser = argparse.ArgumentParser()
+    WithBackend.add_arguments(parser)
+    chosen = WithBackend.from_args(parser.parse_args(["--backend", "torch", "--tta"]))
+    assert chosen == WithBackend(backend="torch", tta=True) and chosen.to_argv() == ["--tta", "--backend", "torch"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--backend", "tensorflow"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(InputError, match="Choose one of: auto, torch"):
+        WithBackend(backend="tensorflow")
+    assert WithBackend(backend="torch").settings()["backend"] == "torch"

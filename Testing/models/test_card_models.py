@@ -11,7 +11,8 @@ import torch
 from deepseg.errors import InputError, ModelError
 from deepseg.inference.preprocess import normalize, resample_array, resampled_grid
 from deepseg.models.card_model import CardModel, build_network, load_card_model, save_card_model
-from deepseg.models.loaders import CARD_FILE, load_model
+from deepseg.models.card import CARD_FILE
+from deepseg.models.loaders import load_model
 from deepseg.training.shapes import make_case, shapes_card
 
 TINY = {

@@ -8,7 +8,7 @@ import pytest
 
 from deepseg.errors import ModelError, StoreError
 from deepseg.models.catalog import CATALOG_FILE, SCHEMA_FILE, load_catalog, resources_dir, validate_catalog
-from deepseg.models.loaders import LOADERS
+from deepseg.models.formats import LOADERS
 
 TS_RELEASES = "https://github.com/wasserth/TotalSegmentator/releases/download/"
 

@@ -119,7 +119,8 @@ def _link_copy(src: Path, dst: Path, folds=("fold_0", "fold_1"), skip=()):
 
 
 def test_loader_registry_and_configuration_choice(results):
-    from deepseg.models.loaders import detect_format, load_model
+    from deepseg.models.formats import detect_format
+    from deepseg.models.loaders import load_model
     from deepseg.models.nnunet import load_nnunet_folder
 
     assert detect_format(trainer_folder(results)) == "nnunetv2"

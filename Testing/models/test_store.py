@@ -17,7 +17,8 @@ import pytest
 
 from deepseg.errors import Cancelled, StoreError
 from deepseg.models.catalog import load_catalog, resources_dir
-from deepseg.models.loaders import CARD_FILE, detect_format
+from deepseg.models.card import CARD_FILE
+from deepseg.models.formats import detect_format
 from deepseg.models.store import MARKER, ModelStore
 from deepseg.progress import CancelToken, Progress
 

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from .. import __version__
+from ..version import __version__
 from ..errors import Cancelled, DeepSegError
 from ..progress import CancelToken
 

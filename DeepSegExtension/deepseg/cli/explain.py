@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise SystemExit(f"deepseg explain: give {', '.join(missing)} (or --list-layers)")
     from ..explain import explain
-    from ..explain.uncertainty import uncertainty_summary
+    from ..inference.uncertainty import uncertainty_summary
     from ..io import AtomicOutputs, write_volume
     from ..models.loaders import load_model
     from ..progress import Progress

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .api import ExplanationResult, explain, list_layers
 from .cam import METHODS
 from .colors import FALLBACK_NAME, HEAT_COLORMAP, heat_color_table
-from .uncertainty import (StructureUncertainty, UncertaintyResult, entropy, fold_disagreement, member_variance,
+from ..inference.uncertainty import (StructureUncertainty, UncertaintyResult, entropy, fold_disagreement, member_variance,
                           structure_uncertainty, uncertainty_maps)
 
 __all__ = ["explain", "list_layers", "ExplanationResult", "METHODS", "uncertainty_maps", "UncertaintyResult",

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.base import SegmentationModel, Stage, WindowSpec
+from ..models.loaders import as_model
 from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
@@ -36,15 +37,6 @@ class ExplanationResult:
     region: np.ndarray
     info: dict = field(default_factory=dict)
     uncertainty: Optional[object] = None
-
-
-def _load(model: "str | Path | SegmentationModel", folds: Optional[Sequence["int | str"]] = None) -> SegmentationModel:
-    """A loaded model as it is (its ``fold_networks`` select folds by name at run time), or load one."""
-    if isinstance(model, SegmentationModel):
-        return model
-    from ..models.loaders import load_model
-
-    return load_model(model, folds=folds)
 
 
 def _region_mask(region: "str | Path | Volume | np.ndarray", reference: Volume, value: int) -> np.ndarray:
@@ -95,7 +87,7 @@ def explain_window(stage: Stage) -> WindowSpec:
 
 def list_layers(model: "str | Path | SegmentationModel") -> list[LayerInfo]:
     """Every layer name ``--layer`` accepts for this model (probe pass on one patch)."""
-    model = _load(model)
+    model = as_model(model)
     return probe_layers(model.fold_networks()[0], explain_window(model).patch_size, len(model.card.inputs))[0]
 
 
@@ -129,7 +121,7 @@ def explain(
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
     opts = SegmentOptions.build(options, **option_values)
-    model = _load(model, opts.folds)
+    model = as_model(model, opts.folds)
     label = model.card.label(segment)
     stage = model.stage_of(label.value)
     dev = resolve_device(opts.device)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ExportError
 from ..models.card import Code, LabelInfo
 from ..volume import Volume

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import find_objects
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ExportError
 from ..models.card import LabelInfo
 from ..volume import Volume

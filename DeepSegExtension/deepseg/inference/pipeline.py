@@ -14,11 +14,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import InputError
 from ..io import AtomicOutputs
 from ..models.base import SegmentationModel
 from ..models.card import LabelInfo
+from ..models.loaders import as_model
 from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
@@ -34,7 +35,7 @@ class SegmentationResult:
     probabilities: Optional[np.ndarray] = None  # (K, k, j, i) float32 if requested, K = classes incl. background
     provenance: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)  # kind -> written path
-    uncertainty: Optional[object] = None  # explain.uncertainty.UncertaintyResult when requested
+    uncertainty: Optional[object] = None  # inference.uncertainty.UncertaintyResult when requested
     run: Optional[ModelRun] = None  # every stage's network-space input, for explain to reuse
 
     def volumes(self, use_tg263: bool = False) -> list[dict]:
@@ -136,11 +137,9 @@ def output_paths(opts: SegmentOptions, output=None, labelmap=None, provenance_pa
 
 def load(model: "str | Path | SegmentationModel", opts: SegmentOptions):
     """The model (loaded by id or folder with the chosen folds) and the folds still to select at run time."""
-    from ..models.loaders import load_model
-
     if isinstance(model, SegmentationModel):
         return model, model.card.id, opts.folds
-    return load_model(model, folds=opts.folds), str(model), None  # the loader already selected the folds
+    return as_model(model, opts.folds), str(model), None  # the loader already selected the folds
 
 
 def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: SegmentOptions,
@@ -152,7 +151,7 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
     progress = progress or Progress()
     dev = resolve_device(opts.device)
     if opts.uncertainty:
-        from ..explain.uncertainty import uncertainty_maps
+        from .uncertainty import uncertainty_maps
 
         unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
                                progress=progress)
@@ -191,7 +190,7 @@ def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, cha
         "notes": notes, "software": software_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     }
     if prediction.uncertainty is not None:
-        from ..explain.uncertainty import uncertainty_summary
+        from .uncertainty import uncertainty_summary
 
         provenance["uncertainty"] = uncertainty_summary(prediction.uncertainty)
     return provenance

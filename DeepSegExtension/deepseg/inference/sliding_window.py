@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.base import WindowSpec
 from ..progress import Progress
 from .device import autocast, resolve_device, use_all_cores
+from .windows import WindowSpec
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ def read_dicom_series(folder: "str | Path", series_uid: Optional[str] = None, na
     except RuntimeError as exc:
         raise InputError(f"The DICOM series in {folder} could not be decoded ({str(exc).splitlines()[-1][:160]}).",
                          "The files may be corrupt or use an unsupported transfer syntax; re-export them.") from exc
-    from .readers import volume_from_sitk
+    from .convert import volume_from_sitk
 
     modality = str(slices[0][1].get("Modality", ""))
     vol = volume_from_sitk(image, name=name or folder.name)

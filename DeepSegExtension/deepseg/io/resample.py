@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..volume import Volume
-from .readers import volume_to_sitk
+from .convert import volume_to_sitk
 
 
 def resample_onto(volume: Volume, target: Volume, *, nearest: bool = False, default: float = 0.0,

@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..inference.windows import WindowSpec
 from ..progress import Progress
 from ..volume import Volume
 from .card import ModelCard
@@ -37,22 +38,6 @@ class Output(str, Enum):
 
     LOGITS = "logits"
     PROBABILITIES = "probabilities"
-
-
-@dataclass
-class WindowSpec:
-    """How networks are run over a volume.
-
-    ``output_margin``: voxels a valid-convolution network loses on each side (input patch =
-    ``patch_size``, output = ``patch_size - 2*margin``); ``blend``: "gaussian" (nnU-Net) or
-    "constant" (plain average; with a margin this is tiling with a halo).
-    """
-
-    patch_size: tuple[int, int, int]
-    overlap: float = 0.5
-    blend: str = "gaussian"
-    mirror_axes: tuple[int, ...] = (0, 1, 2)
-    output_margin: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass

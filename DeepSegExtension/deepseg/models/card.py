@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from ..errors import ModelError
 
+CARD_FILE = "deepseg-card.json"  # the model card inside a model folder (every format but raw nnU-Net/MeshNet)
+
 
 @dataclass(frozen=True)
 class Code:

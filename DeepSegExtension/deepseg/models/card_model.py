@@ -25,8 +25,7 @@ from ..inference.preprocess import normalize, resample_array, resampled_grid, re
 from ..resources import resource_path
 from ..volume import Volume, check_image
 from .base import Prepared, SegmentationModel, WindowSpec, fold_name, select_folds
-from .card import ModelCard
-from .loaders import CARD_FILE
+from .card import CARD_FILE, ModelCard
 from .safe_load import load_checkpoint
 
 WEIGHTS_FILE = "weights.pt"

@@ -107,7 +107,7 @@ def validate_catalog(data: dict, source: str = CATALOG_FILE, schema: Optional[di
     rules the schema cannot express (unique ids and label values, known formats)."""
     import jsonschema
 
-    from .loaders import LOADERS
+    from .formats import LOADERS
 
     schema = schema or json.loads((resources_dir() / SCHEMA_FILE).read_text())
     validator = jsonschema.Draft202012Validator(schema)

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from .. import __version__
+from ..version import __version__
 from ..errors import StoreError
 from ..progress import Progress
 

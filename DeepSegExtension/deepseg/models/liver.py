@@ -265,7 +265,7 @@ def from_xyz(channels_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:
 
 def load_liver_folder(folder: Path, folds=None, checkpoint: str = WEIGHTS_FILE) -> LiverModel:
     """Load a converted pyliverlesionseg folder (``deepseg-card.json`` + ``weights.pt``)."""
-    from .loaders import CARD_FILE
+    from .card import CARD_FILE
     from .safe_load import load_checkpoint
 
     folder = Path(folder)

@@ -1,67 +1,27 @@
-"""``load_model(id_or_folder)``: recognise a model's format and hand it to that format's loader.
+"""``load_model(id_or_folder)``: the one way to get a loaded model from what a user typed
+(``as_model`` also passes an already loaded model through).
 
-Formats register here by name -> ``"module:function"``; each loader takes the model folder (and
-optionally folds) and returns a ``SegmentationModel``.  Imports are lazy so one missing optional
-dependency never breaks the other formats.
+A folder is loaded as it is; anything else is a catalog id that the local store resolves (fetched
+models only; never downloads).  The format is recognised and loaded by ``formats``.
 """
 from __future__ import annotations
 
-import importlib
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ModelError
 from .base import SegmentationModel
-
-CARD_FILE = "deepseg-card.json"
-
-LOADERS: dict[str, str] = {
-    "nnunetv2": "deepseg.models.nnunet:load_nnunet_folder",
-    "monai-vnet": "deepseg.models.card_model:load_card_model",
-    "monai-unet": "deepseg.models.card_model:load_card_model",
-    "render-unet": "deepseg.models.card_model:load_card_model",
-    "brainchop-meshnet": "deepseg.models.meshnet:load_meshnet_folder",
-    "pyliverlesionseg": "deepseg.models.liver:load_liver_folder",
-}
+from .formats import load_folder
+from .store import resolve
 
 
-def detect_format(folder: Path) -> str:
-    """Which loader a model folder needs, from the files it holds."""
-    if (folder / CARD_FILE).exists():
-        try:
-            return json.loads((folder / CARD_FILE).read_text())["format"]
-        except (ValueError, KeyError) as exc:
-            raise ModelError(f"{folder / CARD_FILE} is not a valid model card ({exc!r}).",
-                             "Re-import the model or fix the card.") from exc
-    if (folder / "dataset.json").exists() or (folder / "plans.json").exists() or any(folder.glob("fold_*")):
-        return "nnunetv2"
-    # an nnU-Net dataset results folder (Trainer__Plans__config/ inside) or an unpacked model zip (one level up)
-    if any(p.is_dir() for p in folder.glob("*__*__*")) or any(p.is_dir() for p in folder.glob("*/*__*__*")):
-        return "nnunetv2"
-    if (folder / "model.json").exists():
-        try:
-            if "modelTopology" in json.loads((folder / "model.json").read_text()):
-                return "brainchop-meshnet"
-        except ValueError:
-            pass
-    raise ModelError(f"{folder} is not a model folder DeepSeg recognises.",
-                     f"Expected an nnU-Net v2 results folder (dataset.json, plans.json, fold_N/), a folder "
-                     f"with {CARD_FILE}, or a TensorFlow.js MeshNet folder (model.json).")
-
-
-def load_model(model: "str | Path", folds: Optional[Sequence[int]] = None,
+def load_model(model: "str | Path", folds: Optional[Sequence["int | str"]] = None,
                checkpoint: str = "checkpoint_final.pth") -> SegmentationModel:
     """Load a model from a folder path or a catalog id (fetched models only; never downloads)."""
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        from .store import ModelStore  # catalog ids resolve through the local store
+    return load_folder(resolve(model), folds=folds, checkpoint=checkpoint)
 
-        folder = ModelStore().path_for(str(model))
-    fmt = detect_format(folder)
-    if fmt not in LOADERS:
-        raise ModelError(f"Model format {fmt!r} in {folder} is not supported.",
-                         "Supported formats: " + ", ".join(sorted(LOADERS)) + ".")
-    module, func = LOADERS[fmt].split(":")
-    loader = getattr(importlib.import_module(module), func)
-    return loader(folder, folds=folds, checkpoint=checkpoint)
+
+def as_model(model: "str | Path | SegmentationModel",
+             folds: Optional[Sequence["int | str"]] = None) -> SegmentationModel:
+    """A loaded model as it is (its ``fold_networks`` select folds by name at run time), or the model an id
+    or folder names, loaded with ``folds``."""
+    return model if isinstance(model, SegmentationModel) else load_model(model, folds=folds)

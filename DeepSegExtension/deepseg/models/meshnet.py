@@ -31,9 +31,8 @@ from ..progress import Progress
 from ..resources import resource_path
 from ..volume import Volume, check_image
 from .base import Prepared, SegmentationModel, WindowSpec, fill_values, select_folds
-from .card import ANATOMICAL_STRUCTURE, TISSUE, Code, InputSpec, LabelInfo, ModelCard
+from .card import ANATOMICAL_STRUCTURE, CARD_FILE, TISSUE, Code, InputSpec, LabelInfo, ModelCard
 from .conform import conformed_grid, resample_to
-from .loaders import CARD_FILE
 from .networks.meshnet import MeshNet
 from .tfjs import read_tfjs_model
 

@@ -31,7 +31,8 @@ from ..errors import DeepSegError, ModelError, StoreError
 from ..progress import Progress
 from .catalog import Catalog, CatalogEntry, load_catalog
 from .download import download_file, extract_zip, human_size, sha256_file, verify_file
-from .loaders import CARD_FILE, detect_format
+from .card import CARD_FILE
+from .formats import detect_format
 
 log = logging.getLogger(__name__)
 MARKER = ".deepseg-install.json"
@@ -332,16 +333,23 @@ class ModelStore:
 def _check_loads(folder: Path, progress: Progress) -> None:
     """Load the staged model as ``segment`` would before installing it: its required files, every checkpoint
     with ``torch.load(weights_only=True)``, and its network built from the plans or card and given the weights."""
-    from .loaders import load_model
+    from .formats import load_folder
 
     progress.stage("check model")
     try:
-        load_model(folder)
+        load_folder(folder)
     except ModelError as exc:
         raise StoreError(f"Nothing was installed: the model does not load. {exc.problem}", exc.fix) from exc
     except Exception as exc:  # e.g. plans naming an architecture the network library cannot build
         raise StoreError(f"Nothing was installed: the model does not load ({type(exc).__name__}: {exc}).",
                          "Import the complete, unmodified folder or archive that the model's authors published.") from exc
+
+
+def resolve(model: "str | Path", store: Optional[ModelStore] = None) -> Path:
+    """The folder a user's model reference names: an existing folder as it is (the catalog is not
+    read), else the folder of an installed catalog id (``StoreError`` saying how to get it)."""
+    folder = Path(model).expanduser()
+    return folder if folder.is_dir() else (store or ModelStore()).path_for(str(model))
 
 
 def _locate_model(root: Path, entry: Optional[CatalogEntry]) -> Path:

@@ -18,14 +18,13 @@ from ...errors import InputError, ModelError
 from ...progress import Progress
 from ...volume import Volume
 from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
-from ..card import InputSpec, LabelInfo, ModelCard
+from ..card import CARD_FILE, InputSpec, LabelInfo, ModelCard
 from .folder import fold_checkpoints, read_json, select_training_folder
 from .labels import LabelScheme, read_labels
 from .network import build_network, load_weights, read_fold
 from .plans import NnUNetConfig, read_configuration
 from .preprocess import new_shape_for, nonzero_bbox, nonzero_mask, normalize, resample
 
-CARD_FILE = "deepseg-card.json"
 NNUNET_CITATION = ("Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH. nnU-Net: a self-configuring method "
                    "for deep learning-based biomedical image segmentation. Nat Methods 18, 203-211 (2021).")
 

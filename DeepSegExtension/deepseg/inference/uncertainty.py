@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..inference.stages import ModelRun
+from .stages import ModelRun
 from ..models.base import Fold, SegmentationModel, select_folds
 from ..models.card import LabelInfo
 from ..progress import CancelToken, Progress, ProgressCallback
@@ -147,15 +147,15 @@ def uncertainty_maps(
     member outputs, exactly what ``segment`` does with ``--tta`` and the same folds.  Members are those
     of the first stage; a cascade's later stages run once, on the ensemble.
     """
-    from ..inference.channels import load_channels
-    from ..inference.device import resolve_device
-    from ..inference.sliding_window import mirror_combinations
-    from ..inference.stages import finish_stages
-    from .api import _load
+    from ..models.loaders import as_model
+    from .channels import load_channels
+    from .device import resolve_device
+    from .sliding_window import mirror_combinations
+    from .stages import finish_stages
 
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
-    model = _load(model, folds)
+    model = as_model(model, folds)
     fold_names = select_folds(model.fold_names, folds, f"Model {model.card.id!r}")
     dev = resolve_device(device)
     channels, _ = load_channels(list(inputs), model.card)

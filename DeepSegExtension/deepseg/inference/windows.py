@@ -1,0 +1,24 @@
+"""``WindowSpec``: how a model's networks are run over a volume (patch, overlap, blending, mirroring).
+
+The engine's one description of windows: models declare theirs, the sliding window and the explainer
+read it.  No torch here, so declaring a model never imports it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class WindowSpec:
+    """How networks are run over a volume.
+
+    ``output_margin``: voxels a valid-convolution network loses on each side (input patch =
+    ``patch_size``, output = ``patch_size - 2*margin``); ``blend``: "gaussian" (nnU-Net) or
+    "constant" (plain average; with a margin this is tiling with a halo).
+    """
+
+    patch_size: tuple[int, int, int]
+    overlap: float = 0.5
+    blend: str = "gaussian"
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    output_margin: tuple[int, int, int] = (0, 0, 0)
