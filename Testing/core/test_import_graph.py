@@ -116,9 +116,9 @@ LAYERS = [
         "deepseg.inference.postprocess"]),
     ("models", [  # the model contract, formats, store (id-or-folder resolution); exports, measurements
         "deepseg.models", "deepseg.export", "deepseg.measure"]),
-    ("orchestration", [  # run options, segment / explain / uncertainty / training runs, the facade
+    ("orchestration", [  # run options, segment / explain / uncertainty / batch / training runs, the facade
         "deepseg", "deepseg.options", "deepseg.inference.channels", "deepseg.inference.uncertainty",
-        "deepseg.inference.pipeline", "deepseg.explain", "deepseg.training"]),
+        "deepseg.inference.pipeline", "deepseg.explain", "deepseg.training", "deepseg.cohort"]),
     ("interfaces", ["deepseg.cli", "deepseg.__main__"]),
 ]
 

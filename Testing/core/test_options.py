@@ -15,7 +15,7 @@ from deepseg_slicer.commands import run_args
 # every option away from its default, so a flag that is lost or mis-parsed shows up
 NON_DEFAULT = SegmentOptions(device="cpu", tta=True, folds=[0, "all"], overlap=0.3, keep_largest=True,
                              min_component_ml=0.25, fill_holes=True, structures=["Liver", "2"], use_tg263=True,
-                             uncertainty="unc.nii.gz", overwrite=True)
+                             uncertainty="unc.nii.gz", overwrite=True, assume_spacing=(0.5, 0.5, 2.0))
 
 
 def _parse(subcommand: str, argv: list[str]):

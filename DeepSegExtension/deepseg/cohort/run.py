@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .. import __version__
+from ..version import __version__
 from ..errors import Cancelled, InputError
 from ..inference.pipeline import software_versions
 from ..options import SegmentOptions
@@ -262,7 +262,7 @@ def _local_cluster(stack: ExitStack, plan: WorkerPlan):
 
 def _resolve_model(model: "str | Path") -> str:
     """The model's folder (checked now, before any worker starts): a folder path or a fetched catalog id."""
-    from ..models.loaders import detect_format
+    from ..models.formats import detect_format
 
     folder = Path(model).expanduser()
     if not folder.is_dir():
