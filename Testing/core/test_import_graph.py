@@ -116,8 +116,8 @@ LAYERS = [
         "deepseg.inference.postprocess"]),
     ("models", [  # the model contract, formats, store (id-or-folder resolution); exports, measurements
         "deepseg.models", "deepseg.export", "deepseg.measure"]),
-    ("orchestration", [  # run options, segment / explain / uncertainty / batch / training runs, the facade
-        "deepseg", "deepseg.options", "deepseg.inference.channels", "deepseg.inference.uncertainty",
+    ("orchestration", [  # run options, model (stage) runs, segment / explain / uncertainty / batch / training, the facade
+        "deepseg", "deepseg.options", "deepseg.inference.channels", "deepseg.inference.stages", "deepseg.inference.uncertainty",
         "deepseg.inference.pipeline", "deepseg.explain", "deepseg.training", "deepseg.cohort"]),
     ("interfaces", ["deepseg.cli", "deepseg.__main__"]),
 ]
