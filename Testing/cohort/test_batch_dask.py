@@ -62,8 +62,8 @@ def _assert_complete(out: Path, cases) -> None:
     """Every listed case folder holds the full set of outputs, and nothing half-written is anywhere."""
     for case in cases:
         files = sorted(p.name for p in (out / case).iterdir())
-        assert files == sorted([f"{case}.seg.nrrd", f"{case}.json", "batch.json"] +
-                               ([f"{case}_labels.nii.gz"] if (out / case / f"{case}_labels.nii.gz").exists() else []))
+        optional = [f for f in (f"{case}_labels.nii.gz", f"{case}_measurements.csv") if (out / case / f).exists()]
+        assert files == sorted([f"{case}.seg.nrrd", f"{case}.json", "batch.json"] + optional)
     leftovers = [p for p in out.rglob("*") if "partial" in p.name]
     assert not leftovers and not (out / ".partial").exists()
 
@@ -187,7 +187,7 @@ def test_second_client_on_a_running_scheduler(model_dir, cohort, tmp_path):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         workers = set(client.scheduler_info()["workers"])
         base = _cli("--model", str(model_dir), "--inputs", str(manifest), "--output-dir", str(out),
-                    "--scheduler", cluster.scheduler_address, *FAST, "--progress", "none", "--json")
+                    "--scheduler", cluster.scheduler_address, *FAST, "--measure", "--progress", "none", "--json")
         run = subprocess.run(base, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["counts"] == {"done": 2, "failed": 0, "skipped": 0}
@@ -195,6 +195,9 @@ def test_second_client_on_a_running_scheduler(model_dir, cohort, tmp_path):
         assert provenance["scheduler"] == cluster.scheduler_address and provenance["plan"] is None
         assert set(provenance["workers"]) <= workers
         _assert_complete(out, GOOD[:2])
+        with open(out / "c1" / "c1_measurements.csv", newline="") as fh:  # --measure: the table of `deepseg measure`
+            table = {r["segment"]: r for r in csv.DictReader(fh)}
+        assert float(table["liver"]["volume_mL"]) == pytest.approx(float(_rows(out)[0]["liver_mL"]), rel=1e-3)
         # the run's model cache left the shared workers with the client
         plugins = client.run(lambda dask_worker: list(dask_worker.plugins))
         assert not [p for names in plugins.values() for p in names if p.startswith("deepseg-model")]
