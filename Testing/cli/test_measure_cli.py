@@ -93,3 +93,28 @@ def test_measure_reads_seg_nrrd_with_its_names(case, capsys):
     assert [r["segment"] for r in rows] == ["liver", "Tumour"]
     assert rows[0]["terminology"] == "SCT:10200004 Liver" and rows[1]["terminology"] == ""
     assert rows[1]["voxel_count"] == int((seg == 2).sum())
+
+
+def test_empty_segment_of_a_seg_nrrd_is_measured_as_zero_with_a_note(case, capsys):
+    """A segment the model was asked for but found nothing of (no lesion) keeps its row: volume 0 and a
+    note, not a missing row; catalogue labels absent from a label map are still left out by default."""
+    from deepseg.export.seg_nrrd import write_seg_nrrd
+    from deepseg.io import read_volume
+    from deepseg.models.card import LabelInfo
+
+    d, seg = case
+    labels = read_volume(d / "seg.nii.gz")
+    liver_only = labels.with_array(np.where(labels.array == 1, 1, 0).astype(np.uint8))
+    write_seg_nrrd(d / "case.seg.nrrd", liver_only, [LabelInfo(1, "liver"), LabelInfo(2, "liver lesion")])
+    rc = main(["measure", "--segmentation", str(d / "case.seg.nrrd"), "--output", str(d / "t.csv"),
+               "--progress", "none"])
+    out = capsys.readouterr().out
+    rows = _rows(d / "t.csv")
+    assert rc == 0 and [r["segment"] for r in rows] == ["liver", "liver lesion"]
+    assert rows[1]["voxel_count"] == "0" and float(rows[1]["volume_mL"]) == 0.0
+    assert "empty" in rows[1]["note"] and rows[0]["note"] == ""
+    assert "liver lesion" in out and "0.00 mL" in out
+    write_volume(liver_only, d / "liver.nii.gz")
+    rc = main(["measure", "--segmentation", str(d / "liver.nii.gz"), "--labels", str(d / "labels.json"),
+               "--output", str(d / "c.csv"), "--progress", "none"])
+    assert rc == 0 and [r["segment"] for r in _rows(d / "c.csv")] == ["liver"]

@@ -20,7 +20,9 @@ def register(sub) -> None:
     p.add_argument("--labels", help="labels JSON for a label map (list of label objects, model card, or {value: name})")
     p.add_argument("--image", help="image the segmentation was made on, for intensity statistics (HU on CT)")
     p.add_argument("--modality", choices=["CT", "MR", "other"], help="image modality (default: guessed; CT gives HU)")
-    p.add_argument("--all-labels", action="store_true", help="list labels from --labels even when they have no voxel")
+    p.add_argument("--all-labels", action="store_true",
+                   help="list every label of a --labels file even when it has no voxel (a .seg.nrrd's own segments "
+                        "are always listed: an empty one gets a row with volume 0 and a note)")
     p.add_argument("--reference", help="reference segmentation (manual contour, second observer) to compare with")
     p.add_argument("--reference-labels", help="labels JSON for a reference label map")
     p.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
@@ -46,6 +48,15 @@ def _outputs(output: Path, kinds: list[str]) -> dict[str, Path]:
             for kind in kinds}
 
 
+def _only_present(path: str, labels_file: "str | None", args: argparse.Namespace) -> bool:
+    """Drop labels without voxels only when they come from a labels catalogue (e.g. TotalSegmentator's 117
+    classes on a small crop): a segmentation's own segments were asked for, so an empty one is a result."""
+    from ..io import full_suffix
+
+    own_segments = full_suffix(Path(path)).lower() == ".seg.nrrd" and not labels_file
+    return not (args.all_labels or own_segments)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..io import AtomicOutputs, read_volume
     from ..measure import read_segmentation
@@ -56,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import Progress
 
     progress = Progress(progress_callback(args.progress), args.cancel)
-    labels, info = read_segmentation(args.segmentation, args.labels, only_present=not args.all_labels)
+    labels, info = read_segmentation(args.segmentation, args.labels, only_present=_only_present(args.segmentation,
+                                                                                               args.labels, args))
     image = read_volume(args.image) if args.image else None
     rows, spec = measure_segmentation(labels, info, image, args.modality, progress)
     tables = {"measurements": (rows, spec)}
     result: dict = {"segmentation": args.segmentation, "coordinates": "LPS (patient, DICOM/ITK)"}
     if args.reference:
-        ref, ref_info = read_segmentation(args.reference, args.reference_labels, only_present=not args.all_labels)
+        ref, ref_info = read_segmentation(args.reference, args.reference_labels,
+                                          only_present=_only_present(args.reference, args.reference_labels, args))
         if not ref.same_grid(labels, tol=1e-3):
             log.warning("The reference is on another grid: resampled onto the segmentation's grid (nearest neighbour).")
             ref = resample_labels(ref, labels)
@@ -71,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.followup:
         from ..measure.followup import LESIONS, STRUCTURE_CHANGE
 
-        fu, fu_info = read_segmentation(args.followup, args.followup_labels, only_present=not args.all_labels)
+        fu, fu_info = read_segmentation(args.followup, args.followup_labels,
+                                        only_present=_only_present(args.followup, args.followup_labels, args))
         fu_image = read_volume(args.followup_image) if args.followup_image else None
         change = followup_change(labels, fu, info, fu_info, image, fu_image, args.register, args.targets,
                                  progress=progress)
