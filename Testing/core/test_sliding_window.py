@@ -9,6 +9,7 @@ import torch
 
 from deepseg.inference.sliding_window import predict_sliding_window, window_starts
 from deepseg.models.base import WindowSpec
+from deepseg.progress import Progress
 
 
 @pytest.mark.parametrize("size,tile,overlap", [(10, 4, 0.5), (33, 16, 0.5), (16, 16, 0.5), (7, 16, 0.5), (100, 32, 0.25)])
@@ -80,3 +81,45 @@ def test_valid_convolution_margin_tiles_match_whole_volume():
     whole = net(padded)[0].detach()
     out = predict_sliding_window([net], image, WindowSpec((6, 6, 6), 0.5, "constant", (), (1, 1, 1)), 2, device="cpu")
     torch.testing.assert_close(out, whole, rtol=1e-5, atol=1e-5)
+
+
+def _three_conv_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv3d(4, 4, 3, padding=1), torch.nn.Conv3d(4, 2, 1)).eval()
+
+
+def test_progress_moves_per_layer_inside_one_big_patch_and_cancel_stops_it():
+    """One patch covers the image (as for the liver network): progress is reported after every
+    convolution (3 layers x 4 mirrorings), not once at the end, and a cancel stops the patch midway."""
+    from deepseg.errors import Cancelled
+    from deepseg.progress import CancelToken
+
+    image = np.random.default_rng(0).normal(size=(1, 8, 8, 8)).astype(np.float32)
+    window = WindowSpec((8, 8, 8), 0.5, "gaussian", mirror_axes=(0, 1))
+    seen = []
+    predict_sliding_window([_three_conv_net()], image, window, 2, device="cpu", mirror=True,
+                           progress=Progress(lambda stage, done, total: seen.append((done, total))))
+    assert seen == [(n, 12) for n in range(1, 13)]
+
+    token, layers = CancelToken(), []
+    net = _three_conv_net()
+    net[3].register_forward_hook(lambda *_: layers.append("last conv ran"))
+
+    def cancel_after_first_layer(stage, done, total):
+        if done == 1:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        predict_sliding_window([net], image, window, 2, device="cpu",
+                               progress=Progress(cancel_after_first_layer, token))
+    assert layers == []  # stopped inside the patch (at the next layer's check), before the last convolution
+    assert len(net[0]._forward_hooks) == 0  # the progress hooks were removed
+
+
+def test_progress_counts_patches_when_there_are_many():
+    image = np.random.default_rng(0).normal(size=(1, 16, 16, 16)).astype(np.float32)
+    seen = []
+    predict_sliding_window([_three_conv_net()], image, WindowSpec((4, 4, 4), 0.0, "constant"), 2, device="cpu",
+                           progress=Progress(lambda stage, done, total: seen.append((done, total))))
+    assert seen == [(n, 64) for n in range(1, 65)]

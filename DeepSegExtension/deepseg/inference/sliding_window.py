@@ -145,6 +145,42 @@ def plan_windows(spatial: Sequence[int], window: WindowSpec, overlap: float) -> 
                       list(itertools.product(*starts)), crop)  # type: ignore[arg-type]
 
 
+LAYER_STEPS_BELOW = 16  # fewer forward passes than this: progress moves per convolution layer
+
+
+class _ProgressSteps:
+    """Progress of the sliding window: one step per patch or, when there are only a few forward passes
+    of big patches (the liver network runs one 189 x 162 x 162 patch for minutes), one per convolution
+    layer, through forward hooks, so the bar moves and Cancel is honoured inside a patch too."""
+
+    def __init__(self, progress: Progress, networks: Sequence[nn.Module], patches: int, passes: int) -> None:
+        """``patches`` per network; ``passes``: forward passes per network (batches x mirrorings)."""
+        self.progress, self.done, self.hooks = progress, 0, []
+        convs = [[m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)] for net in networks]
+        self.per_layer = passes * len(networks) < LAYER_STEPS_BELOW and all(convs)
+        if self.per_layer:
+            self.total = passes * sum(len(c) for c in convs)
+            self.hooks = [c.register_forward_hook(self._layer_done) for net_convs in convs for c in net_convs]
+        else:
+            self.total = patches * len(networks)
+
+    def _layer_done(self, *_) -> None:
+        self.done += 1
+        self.progress.step(self.done, self.total)
+
+    def patches_done(self, count: int) -> None:
+        if not self.per_layer:
+            self.done += count
+            self.progress.step(self.done, self.total)
+
+    def __enter__(self) -> "_ProgressSteps":
+        return self
+
+    def __exit__(self, *_) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
 def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
     plan = plan_windows(img.shape[1:], window, overlap)
     data = torch.nn.functional.pad(img, plan.pad).to(device)
@@ -154,9 +190,8 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
     acc = torch.zeros((num_classes, *grid), dtype=torch.float32, device=device)
     norm = torch.zeros(grid, dtype=torch.float32, device=device)
 
-    total = len(boxes) * len(networks)
-    done = 0
-    with torch.inference_mode(), autocast(device):
+    steps = _ProgressSteps(progress, networks, len(boxes), math.ceil(len(boxes) / batch_size) * len(flips))
+    with torch.inference_mode(), autocast(device), steps:
         for net in networks:
             net.to(device)
             for b0 in range(0, len(boxes), batch_size):
@@ -173,7 +208,6 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
                     sl = plan.output_slices(box)
                     acc[(slice(None), *sl)] += lg * weights
                     norm[sl] += weights
-                done += len(chunk)
-                progress.step(done, total)
+                steps.patches_done(len(chunk))
     acc /= norm  # norm summed the weights of every network, so this also averages the folds
     return acc[(slice(None), *plan.crop)].cpu()
