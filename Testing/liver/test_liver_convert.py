@@ -86,3 +86,17 @@ def test_wrong_files_are_refused(tmp_path, lesion_h5):
         g.create_dataset("conv3d_1/bias:0", data=np.zeros(8))
     with pytest.raises(ModelError, match="match neither"):
         read_keras_h5(bad)
+
+
+@pytest.mark.parametrize("kind, shape_xyz", [("liver", (54, 54, 81)), ("lesion", (92, 100, 46))])
+def test_in_place_inference_path_equals_the_autograd_path(kind, shape_xyz):
+    """Inference normalises, activates and adds residuals in place to bound memory; the numbers must be
+    exactly those of the autograd path that explanations use."""
+    torch.manual_seed(0)
+    net = LiverUNet(ARCHITECTURES[kind]).eval()
+    x = torch.from_numpy(np.ascontiguousarray(_fixed_input(shape_xyz, seed=1).transpose(2, 1, 0)))[None, None]
+    with_grad = net(x)
+    assert with_grad.requires_grad
+    with torch.inference_mode():
+        in_place = net(x)
+    assert torch.equal(with_grad.detach(), in_place)

@@ -37,7 +37,14 @@ def _instance_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def _norm_act(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(_instance_norm(x), LEAK)
+    """Instance normalisation then leaky ReLU.  Without autograd (inference) both run in place on the one
+    new tensor ``x - mean``: the same numbers, with one full-size temporary instead of three (these are
+    the largest tensors of the run: 32 channels of a 189 x 162 x 162 patch are 0.6 GiB each)."""
+    if torch.is_grad_enabled():
+        return F.leaky_relu(_instance_norm(x), LEAK)
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    std = x.var(dim=(2, 3, 4), keepdim=True, unbiased=False).sqrt()
+    return F.leaky_relu_((x - mean).div_(std + EPSILON), LEAK)
 
 
 def _center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -106,7 +113,8 @@ class LiverUNet(nn.Module):
             x = conv(x)
         if self.residual and len(convs):
             s = _center_crop(shortcut, x.shape[2:])
-            x = x + (proj(s) if proj is not None else s)
+            s = proj(s) if proj is not None else s
+            x = x + s if torch.is_grad_enabled() else x.add_(s)
         return x
 
     def _upsample(self, x: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
@@ -129,6 +137,7 @@ class LiverUNet(nn.Module):
         for p in reversed(range(len(self.factors))):
             if p < len(self.factors) - 1:
                 x = torch.cat([_center_crop(skips[p], x.shape[2:]), x], dim=1)
+                skips[p] = None  # copied into the concatenation: not kept through the block
                 x = self._block(x, self.up[p], self.up_proj[str(p)] if str(p) in self.up_proj else None, first=False)
             if p > 0:
                 x = self._upsample(x, tuple(a // b for a, b in zip(self.factors[p], self.factors[p - 1])))
