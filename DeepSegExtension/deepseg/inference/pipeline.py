@@ -24,7 +24,6 @@ from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .channels import load_channels
-from .postprocess import postprocess_labels
 from .stages import ModelRun, run_stages
 
 
@@ -164,6 +163,8 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
 def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
                 opts: SegmentOptions) -> tuple[np.ndarray, list[LabelInfo]]:
     """Clean-up (largest component, small components, holes) and the structures kept: uint16 labels."""
+    from .postprocess import postprocess_labels  # scipy.ndimage: imported after the outputs are claimed
+
     selected = _select_structures(model, opts.structures)
     labels = postprocess_labels(labels, reference.spacing, keep_largest=opts.keep_largest,
                                 min_component_ml=opts.min_component_ml, fill_holes=opts.fill_holes)
