@@ -211,3 +211,27 @@ def test_second_client_on_a_running_scheduler(model_dir, cohort, tmp_path):
         assert replaced.returncode == 0, replaced.stderr
         assert [r["status"] for r in _rows(out)] == ["done"] * 2
         _assert_complete(out, GOOD[:2])
+
+        # --export: DICOM SEG + RT-STRUCT for a DICOM-series case; a NIfTI case is refused with the fix
+        from core.test_export_dicom import _write_series
+
+        from deepseg.io import read_volume
+
+        series = tmp_path / "ct_series"
+        series.mkdir()
+        _write_series(series, read_volume(cohort / "c3_0000.nii.gz"))
+        dicom_manifest = tmp_path / "dicom.csv"
+        dicom_manifest.write_text(f"case,CT,T1\nd3,{series},{cohort / 'c3_0001.nii.gz'}\n"
+                                  f"c4,{cohort / 'c4_0000.nii.gz'},{cohort / 'c4_0001.nii.gz'}\n")
+        exported = subprocess.run(_cli("--model", str(model_dir), "--inputs", str(dicom_manifest), "--output-dir",
+                                       str(tmp_path / "dicom_out"), "--scheduler", cluster.scheduler_address, *FAST,
+                                       "--export", "dicom-seg,rtstruct", "--progress", "none"),
+                                  capture_output=True, text=True, timeout=600)
+        assert exported.returncode == 1, exported.stderr
+        rows = {r["case"]: r for r in _rows(tmp_path / "dicom_out")}
+        assert rows["d3"]["status"] == "done" and rows["c4"]["status"] == "failed"
+        assert "needs a DICOM series" in rows["c4"]["error"]
+        import pydicom
+
+        assert pydicom.dcmread(tmp_path / "dicom_out" / "d3" / "d3_seg.dcm").Modality == "SEG"
+        assert pydicom.dcmread(tmp_path / "dicom_out" / "d3" / "d3_rtstruct.dcm").Modality == "RTSTRUCT"
