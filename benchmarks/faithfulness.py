@@ -34,7 +34,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO / "Testing" / "explain"), str(REPO / "Testing" / "fixtures")]
 RESULTS = HERE / "RESULTS.md"
 WORK = HERE / "_work"
-METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")
+from deepseg.options import EXPLAIN_METHODS as METHODS  # noqa: E402
 
 
 @dataclass
@@ -47,6 +47,8 @@ class Run:
     background: "Sequence[float] | None" = None  # removed-voxel intensity per channel (default: channel minimum)
     methods: Sequence[str] = METHODS
     note: str = ""
+    removal: str = "constant"             # how perturbations remove voxels (deepseg.explain.removal)
+    preserved: bool = True                # also Prediction / Image Preserved (one more re-segmentation per map)
 
 
 # --- models and cases ---------------------------------------------------------------------------------------
@@ -77,6 +79,28 @@ def _liver_model():
     from deepseg.models.loaders import load_model
 
     return load_model(pyliverlesionseg_folder(False))
+
+
+def _totalseg_ct():
+    from accuracy import CASES
+
+    return [CASES["totalseg-ct"].load()[0]]
+
+
+def _meshnet_model(name: str):
+    def load():
+        from accuracy import SHARED
+
+        from deepseg.models.loaders import load_model
+
+        return load_model(SHARED / "models" / "brainchop" / name)
+    return load
+
+
+def _norm_crop():
+    from robustness import norm_crop
+
+    return [norm_crop()]
 
 
 def _lits117():
@@ -116,6 +140,16 @@ RUNS = [
     # one re-segmentation of LiTS 117 takes ~4 min on the shared cores: one method, one fraction
     Run("liver/lits117", _liver_model, _lits117, "Liver", fractions=(0.05,), methods=("gradcam",),
         note="pyliverlesionseg liver U-Net on LiTS case 117 (assumed 1.5 mm)"),
+    # the real models with imputed removal (constant removal saturates: any scattered 5 % kills the liver)
+    Run("nnunet-fixture/synthetic imputed", _nnunet_model, _nnunet_case(), "liver", removal="impute",
+        methods=("occlusion", "gradcam", "gradcam++", "hirescam", "layer-sum")),
+    Run("liver/totalseg-ct imputed", _liver_model, _totalseg_ct, "Liver", fractions=(0.05,),
+        methods=("occlusion",), removal="impute", preserved=False,
+        note="pyliverlesionseg liver U-Net on the TotalSegmentator example CT (~100 s per re-segmentation here)"),
+    *[Run(f"meshnet-{m}/norm-crop {s} imputed", _meshnet_model(m), _norm_crop, s, fractions=(0.05,),
+          methods=("occlusion", "gradcam", "gradcam++", "hirescam"), removal="impute")
+      for m, s in (("model5_gw_ae", "White Matter"), ("model5_gw_ae", "Grey Matter"),
+                   ("model18cls", "Cerebral-Cortex"))],
 ]
 # cost runs: the liver model on LiTS, nnU-Net on a CT-sized volume (the fixture model on a large generated case)
 COST_RUNS = {
@@ -208,15 +242,18 @@ def combined(run: Run, method: str = "gradcam") -> tuple[list[str], list[str]]:
 
 
 def _rows(run: Run, scores: dict, pp: bool = True) -> list[str]:
-    rnd = scores["random map"]
+    rnd, dist = scores["random map"], scores.get("distance baseline")
+    baselines = ("random map", "distance baseline")
     rows = []
     for name, s in scores.items():
-        beats = "" if name == "random map" else (
+        beats = "" if name in baselines else (
             "yes" if s.deletion_mean > rnd.deletion_mean and s.insertion_mean > rnd.insertion_mean else "no")
-        dels = " / ".join(f"{s.deletion[k]:.2f}" for k in run.fractions)
-        ins = " / ".join(f"{s.insertion[k]:.2f}" for k in run.fractions)
+        both = "" if name in baselines or dist is None or 0.05 not in s.deletion else (
+            "yes" if s.deletion[0.05] > max(rnd.deletion[0.05], dist.deletion[0.05]) else "no")
+        dels = " / ".join(f"{s.deletion[k]:.3f}" for k in run.fractions)
+        ins = " / ".join(f"{s.insertion[k]:.3f}" for k in run.fractions)
         pp_ip = f"{s.prediction_preserved:.2f} | {s.image_preserved:.3f}" if pp else "not run | not run"
-        rows.append(f"| {run.name} | {name} | {dels} | {ins} | {pp_ip} | {beats} |")
+        rows.append(f"| {run.name} | {name} | {dels} | {ins} | {pp_ip} | {beats} | {both} |")
     return rows
 
 
@@ -233,15 +270,18 @@ def faithfulness(run: Run) -> list[str]:
         seconds[m] = time.perf_counter() - t0
         maps[m] = res.heatmap.array
         labels, value = res.labels.array, res.info["value"]
-        print(f"{run.name}: {m} map in {seconds[m]:.1f} s (layers {res.info['layers']})", flush=True)
+        WORK.mkdir(exist_ok=True)
+        np.save(WORK / f"{run.name.replace('/', '_').replace(' ', '_')}-{m}.npy", maps[m])
+        print(f"{run.name}: {m} map in {seconds[m]:.1f} s, of which segmentation {res.info['seconds']['segment']:.1f} s "
+              f"(layers {res.info['layers']})", flush=True)
     maps["random map"] = random_map(labels.shape)
     maps["distance baseline"] = distance_map(labels == value, channels[0].spacing)
     scores = {}
     for name, heat in maps.items():
         scores[name] = evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
-                                    background=run.background)
+                                    background=run.background, removal=run.removal, preserved=run.preserved)
         print(f"{run.name}: {name}: {scores[name].to_json()}", flush=True)
-    return _rows(run, scores)
+    return _rows(run, scores, pp=run.preserved)
 
 
 def _keys(text: "str | None", default: Sequence[str]) -> list[str]:
@@ -255,7 +295,8 @@ def _not_measured(name: str, exc: Exception) -> str:
 
 
 FAITH_HEADER = ["| run | map | deletion: Dice lost at top k% | insertion: Dice at top k% | Prediction Preserved | "
-                "Image Preserved | beats random |", "|---|---|---|---|---|---|---|"]
+                "Image Preserved | beats random | deletion at 5% beats random and distance |",
+                "|---|---|---|---|---|---|---|---|"]
 COST_HEADER = ["| run | method | plain inference s | explanation s | time ratio | plain peak RSS MB | "
                "explanation peak RSS MB | memory ratio |", "|---|---|---|---|---|---|---|---|"]
 
@@ -282,7 +323,7 @@ def main(argv=None) -> int:
                 rows = faithfulness(run)
             except Exception as exc:  # a model that is not available here is reported, not hidden
                 rows = [_not_measured(run.name, exc)]
-            faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
+            faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | | |"] + rows
             print("\n".join(rows), flush=True)
     for key in _keys(args.combined, []):
         run = COST_RUNS[key]
@@ -291,7 +332,7 @@ def main(argv=None) -> int:
             rows, cost_rows = combined(run)
         except Exception as exc:
             rows, cost_rows = [_not_measured(run.name, exc)], []
-        faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | |"] + rows
+        faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | | |"] + rows
         costs += cost_rows
     for key in _keys(args.cost, ["nnunet-ct-sized"]):
         try:

@@ -19,7 +19,10 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from .errors import InputError
 
-EXPLAIN_METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")  # ``deepseg explain --method``
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")  # gradient maps (explain/cam.py)
+PERTURBATION_METHODS = ("occlusion",)  # re-run the model on perturbed inputs (explain/occlusion.py)
+EXPLAIN_METHODS = CAM_METHODS + PERTURBATION_METHODS  # ``deepseg explain --method``
+REMOVALS = ("impute", "constant")  # how perturbations remove voxels (explain/removal.py)
 FAST_OVERLAP = 0.25  # the panels' "fast" mode: about 3x fewer windows than nnU-Net's 50 %
 
 

@@ -87,7 +87,13 @@ def test_top_fraction_and_distance_baseline():
     structure = np.zeros((10, 10, 10), bool)
     structure[4:6, 4:6, 4:6] = True
     d = distance_map(structure, (1.0, 1.0, 2.0))
-    assert (d[structure] == 1).all() and d[0, 5, 5] < d[3, 5, 5] < 1  # 2 mm spacing along k
+    assert (d[structure] >= 0.999).all() and d[0, 5, 5] < d[3, 5, 5] < 0.999  # 2 mm spacing along k
+    cube = np.zeros_like(structure)
+    cube[3:7, 3:7, 3:7] = True
+    d = distance_map(cube, (1.0, 1.0, 1.0))
+    core = np.zeros_like(cube)
+    core[4:6, 4:6, 4:6] = True
+    assert np.array_equal(top_fraction(d, 0.008), core)  # the structure's core first, in one piece
 
 
 def test_faithfulness_gradcam_beats_baselines_on_cue_model(cue_net, cue_case):

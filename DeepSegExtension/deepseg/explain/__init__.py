@@ -1,5 +1,5 @@
 """Explainability for 3D segmentation: attribution heat maps (Grad-CAM, Grad-CAM++, HiResCAM,
-decoder layer-sum), uncertainty maps with per-structure review scores, and faithfulness scores
+decoder layer-sum, occlusion), uncertainty maps with per-structure review scores, and faithfulness scores
 that test whether a map points at what the model really uses.
 
 ``explain(model, inputs, segment, method=..., layer=..., region=None, progress=None)`` and
@@ -7,12 +7,12 @@ that test whether a map points at what the model really uses.
 """
 from __future__ import annotations
 
-from .api import ExplanationResult, explain, list_layers
-from .cam import METHODS
+from .api import METHODS, ExplanationResult, default_method, explain, list_layers
 from .colors import FALLBACK_NAME, HEAT_COLORMAP, heat_color_table
 from ..inference.uncertainty import (StructureUncertainty, UncertaintyResult, entropy, fold_disagreement, member_variance,
                           structure_uncertainty, uncertainty_maps)
 
-__all__ = ["explain", "list_layers", "ExplanationResult", "METHODS", "uncertainty_maps", "UncertaintyResult",
+__all__ = ["explain", "list_layers", "ExplanationResult", "METHODS", "default_method", "uncertainty_maps",
+           "UncertaintyResult",
            "StructureUncertainty", "entropy", "member_variance", "fold_disagreement", "structure_uncertainty",
            "HEAT_COLORMAP", "FALLBACK_NAME", "heat_color_table"]

@@ -4,7 +4,11 @@ Runs the model once (the ordinary ``segment`` pipeline) to get the predicted str
 stage whose networks decide it (a cascade's lesion stage for lesions), maps the target region into
 that stage's network space (``Stage.network_coordinates``), computes the attribution patch by patch
 along inference's sliding window on the input that stage already ran on, and maps the result back
-with ``Stage.to_input_grid``.
+with ``Stage.to_input_grid``.  Occlusion (``occlusion.py``) needs none of that: it re-runs the model
+on the input with blocks removed.
+
+Each model format has a default method, chosen by measured faithfulness (deletion of the top 5 %
+against the random and structure-distance baselines, ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from ..models.loaders import as_model
 from ..options import SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
-from .cam import METHODS, cam_network_space
+from ..options import EXPLAIN_METHODS as METHODS
+from ..options import PERTURBATION_METHODS
+from .cam import cam_network_space
 from .grid import region_to_network
 from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
 
@@ -85,6 +91,15 @@ def explain_window(stage: Stage) -> WindowSpec:
     return w
 
 
+# format -> default method, from the faithfulness measurements in benchmarks/RESULTS.md (else Grad-CAM)
+DEFAULT_METHODS: dict[str, str] = {}
+
+
+def default_method(model: SegmentationModel) -> str:
+    """The explanation method ``explain`` uses for ``model`` when none is given."""
+    return DEFAULT_METHODS.get(model.card.format, "gradcam")
+
+
 def list_layers(model: "str | Path | SegmentationModel") -> list[LayerInfo]:
     """Every layer name ``--layer`` accepts for this model (probe pass on one patch)."""
     model = as_model(model)
@@ -96,7 +111,7 @@ def explain(
     inputs: Sequence["str | Path | Volume"],
     segment: "str | int",
     *,
-    method: str = "gradcam",
+    method: Optional[str] = None,
     layer: "str | Sequence[str] | None" = None,
     region: "str | Path | Volume | np.ndarray | None" = None,
     options: Optional[SegmentOptions] = None,
@@ -106,8 +121,8 @@ def explain(
 ) -> ExplanationResult:
     """Attribution map of ``segment`` (label name, TG-263 name or value) for ``inputs``.
 
-    ``method``: gradcam, gradcam++, hirescam or layer-sum; ``layer``: module name(s) to take the
-    map from (default per architecture, see ``list_layers``); ``region``: explain this region
+    ``method``: gradcam, gradcam++, hirescam, layer-sum or occlusion (default: ``default_method``);
+    ``layer``: module name(s) to take a gradient map from (default per architecture, see ``list_layers``); ``region``: explain this region
     instead of the predicted segment.  Run options (``device``, ``tta``, ``folds``, ``overlap``,
     ``uncertainty``...) as in ``deepseg.segment``: the prediction explained is the one ``segment``
     gives with them, and its uncertainty maps come from that same run.
@@ -116,12 +131,13 @@ def explain(
     from ..inference.device import resolve_device
     from ..inference.pipeline import segment as run_segment
 
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise InputError(f"Unknown explanation method {method!r}.", "Choose one of: " + ", ".join(METHODS) + ".")
     if not isinstance(progress, Progress):
         progress = Progress(progress, cancel or CancelToken())
     opts = SegmentOptions.build(options, **option_values)
     model = as_model(model, opts.folds)
+    method = method or default_method(model)
     label = model.card.label(segment)
     stage = model.stage_of(label.value)
     dev = resolve_device(opts.device)
@@ -143,7 +159,32 @@ def explain(
         mask = _region_mask(region, reference, label.value)
 
     progress.stage("explain")
-    prepared = seg.run.prepared[model.stages.index(stage)]  # what the stage ran on: never prepared again
+    if method in PERTURBATION_METHODS:
+        from .occlusion import occlusion_map
+
+        heat = occlusion_map(model, channels, mask, model.class_channel(label.value), device=dev, tta=opts.tta,
+                             overlap=overlap, progress=progress)
+        details = {"layers": [], "removal": "impute", "raw_peak": float(heat.max())}
+    else:
+        heat, details = _cam_map(model, seg.run, stage, mask, label.value, method, layer, opts, dev, progress)
+    peak = float(heat.max())
+    if peak > 0:
+        heat = heat / peak
+    progress.finish()
+    info = {
+        "model": model.card.id, "segment": label.name, "value": label.value, "method": method, **details,
+        "region": "predicted segment" if region is None else "user region", "region_voxels": int(mask.sum()),
+        "all_zero": peak <= 0, "device": str(dev),
+        "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),
+                             seg.labels, mask, info, seg.uncertainty)
+
+
+def _cam_map(model: SegmentationModel, run, stage, mask: np.ndarray, value: int, method: str, layer,
+             opts: SegmentOptions, dev, progress: Progress) -> tuple[np.ndarray, dict]:
+    """A gradient map (``cam.py``) on the input grid in [0, 1], and what it was computed from."""
+    prepared = run.prepared[model.stages.index(stage)]  # what the stage ran on: never prepared again
     region_net = region_to_network(stage, prepared, mask)
     if not region_net.any():
         raise InputError("The explanation region lies outside the part of the image the model sees.",
@@ -155,21 +196,11 @@ def explain(
         layers = resolve_layers(networks[0], candidates, [layer] if isinstance(layer, str) else list(layer))
     else:
         layers = default_layers(networks[0], candidates, method)
-    heat_net = cam_network_space(networks, prepared.image, window, stage.class_channel(label.value),
-                                 stage.num_classes, region_net, layers, method, device=dev, overlap=overlap,
+    heat_net = cam_network_space(networks, prepared.image, window, stage.class_channel(value),
+                                 stage.num_classes, region_net, layers, method, device=dev, overlap=opts.overlap,
                                  progress=progress)
     peak = float(heat_net.max())
     heat = np.clip(stage.to_input_grid(heat_net[None] / peak, prepared)[0], 0, 1) if peak > 0 \
-        else np.zeros(reference.shape)
-    if heat.max() > 0:
-        heat = heat / heat.max()
-    progress.finish()
-    info = {
-        "model": model.card.id, "segment": label.name, "value": label.value, "method": method, "layers": layers,
-        "region": "predicted segment" if region is None else "user region",
-        "region_voxels": int(mask.sum()), "network_region_voxels": int(region_net.sum()),
-        "stage": stage.name, "raw_peak": peak, "all_zero": peak <= 0, "device": str(dev), "patch": list(window.patch_size),
-        "seconds": {"segment": round(t_segment, 3), "total": round(time.perf_counter() - t0, 3)},
-    }
-    return ExplanationResult(reference.with_array(heat.astype(np.float32), name=f"{label.name} {method}"),
-                             seg.labels, mask, info, seg.uncertainty)
+        else np.zeros(mask.shape)
+    return heat, {"layers": layers, "network_region_voxels": int(region_net.sum()), "stage": stage.name,
+                  "raw_peak": peak, "patch": list(window.patch_size)}

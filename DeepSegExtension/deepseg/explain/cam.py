@@ -33,7 +33,7 @@ from ..errors import ModelError
 from ..inference.device import resolve_device, use_all_cores
 from ..inference.sliding_window import blend_weights, plan_windows
 from ..models.base import WindowSpec
-from ..options import EXPLAIN_METHODS as METHODS
+from ..options import CAM_METHODS
 from ..progress import Progress
 from .layers import as_volume_map, network_output
 
@@ -123,7 +123,7 @@ def cam_network_space(
     share an architecture); the maps of all folds are averaged, as their logits are.  Networks with
     one output per foreground class (sigmoid heads) are scored on that class's logit.
     """
-    if method not in METHODS:
+    if method not in CAM_METHODS:
         raise ValueError(f"unknown method {method!r}")
     device = resolve_device(device)
     if device.type == "cpu":
