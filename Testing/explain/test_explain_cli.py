@@ -102,3 +102,20 @@ def test_every_card_format_can_be_explained(fmt, arch, tmp_path):
     res = explain(model, [vol], card.labels[0].name, method="layer-sum", region=region, device="cpu")
     assert res.heatmap.same_grid(vol) and res.heatmap.array.max() == pytest.approx(1.0)
     assert res.info["layers"] and not res.info["all_zero"]
+
+
+def test_cli_occlusion_and_default_method(cue_model_folder, cue_case, tmp_path, capsys):
+    """``--method occlusion`` writes a map on the input grid; without --method a card model gets its
+    format's default (Grad-CAM), named in the summary."""
+    vol, _ = cue_case
+    image = tmp_path / "case.nii.gz"
+    write_volume(vol, image)
+    args = ["explain", "--model", str(cue_model_folder), "--input", str(image), "--segment", "target",
+            "--device", "cpu", "--progress", "none", "--json"]
+    assert main(args + ["--output", str(tmp_path / "occ.nii.gz"), "--method", "occlusion"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    heat = read_volume(tmp_path / "occ.nii.gz")
+    assert summary["method"] == "occlusion" and summary["removal"] == "impute" and summary["layers"] == []
+    assert heat.same_grid(vol) and heat.array.max() == pytest.approx(1.0) and heat.array.min() >= 0
+    assert main(args + ["--output", str(tmp_path / "default.nii.gz")]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "gradcam"
