@@ -49,6 +49,7 @@ class Run:
     note: str = ""
     removal: str = "constant"             # how perturbations remove voxels (deepseg.explain.removal)
     preserved: bool = True                # also Prediction / Image Preserved (one more re-segmentation per map)
+    insertion: bool = True                # also insertion (one more re-segmentation per map and fraction)
 
 
 # --- models and cases ---------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ RUNS = [
     Run("nnunet-fixture/synthetic imputed", _nnunet_model, _nnunet_case(), "liver", removal="impute",
         methods=("occlusion", "gradcam", "gradcam++", "hirescam", "layer-sum")),
     Run("liver/totalseg-ct imputed", _liver_model, _totalseg_ct, "Liver", fractions=(0.05,),
-        methods=("occlusion",), removal="impute", preserved=False,
+        methods=("gradcam", "occlusion"), removal="impute", insertion=False, preserved=False,
         note="pyliverlesionseg liver U-Net on the TotalSegmentator example CT (~100 s per re-segmentation here)"),
     *[Run(f"meshnet-{m}/norm-crop {s} imputed", _meshnet_model(m), _norm_crop, s, fractions=(0.05,),
           methods=("occlusion", "gradcam", "gradcam++", "hirescam"), removal="impute")
@@ -246,41 +247,48 @@ def _rows(run: Run, scores: dict, pp: bool = True) -> list[str]:
     baselines = ("random map", "distance baseline")
     rows = []
     for name, s in scores.items():
-        beats = "" if name in baselines else (
+        beats = "" if name in baselines or not s.insertion else (
             "yes" if s.deletion_mean > rnd.deletion_mean and s.insertion_mean > rnd.insertion_mean else "no")
         both = "" if name in baselines or dist is None or 0.05 not in s.deletion else (
             "yes" if s.deletion[0.05] > max(rnd.deletion[0.05], dist.deletion[0.05]) else "no")
         dels = " / ".join(f"{s.deletion[k]:.3f}" for k in run.fractions)
-        ins = " / ".join(f"{s.insertion[k]:.3f}" for k in run.fractions)
+        ins = " / ".join(f"{s.insertion[k]:.3f}" if k in s.insertion else "not run" for k in run.fractions)
         pp_ip = f"{s.prediction_preserved:.2f} | {s.image_preserved:.3f}" if pp else "not run | not run"
         rows.append(f"| {run.name} | {name} | {dels} | {ins} | {pp_ip} | {beats} | {both} |")
     return rows
 
 
 def faithfulness(run: Run) -> list[str]:
+    """Baselines first, then each method's map scored as soon as it is made (slow models report what
+    finished); every score is printed as it comes."""
     from deepseg.explain import explain
     from deepseg.explain.faithfulness import distance_map, evaluate_map, model_segmenter, random_map
+    from deepseg.models.base import SegmentationModel
 
     model, channels = run.model(), run.case()
+    assert isinstance(model, SegmentationModel)
     segmenter = model_segmenter(model, "cpu")
-    maps, labels, value, seconds = {}, None, None, {}
+    labels = segmenter(channels)
+    value = model.card.label(run.segment).value
+    scores = {}
+
+    def score(name: str, heat: np.ndarray) -> None:
+        scores[name] = evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
+                                    background=run.background, removal=run.removal, insertion=run.insertion,
+                                    preserved=run.preserved)
+        print(f"{run.name}: {name}: {scores[name].to_json()}", flush=True)
+
+    score("random map", random_map(labels.shape))
+    score("distance baseline", distance_map(labels == value, channels[0].spacing))
     for m in run.methods:
         t0 = time.perf_counter()
         res = explain(model, channels, run.segment, method=m, device="cpu")
-        seconds[m] = time.perf_counter() - t0
-        maps[m] = res.heatmap.array
-        labels, value = res.labels.array, res.info["value"]
         WORK.mkdir(exist_ok=True)
-        np.save(WORK / f"{run.name.replace('/', '_').replace(' ', '_')}-{m}.npy", maps[m])
-        print(f"{run.name}: {m} map in {seconds[m]:.1f} s, of which segmentation {res.info['seconds']['segment']:.1f} s "
-              f"(layers {res.info['layers']})", flush=True)
-    maps["random map"] = random_map(labels.shape)
-    maps["distance baseline"] = distance_map(labels == value, channels[0].spacing)
-    scores = {}
-    for name, heat in maps.items():
-        scores[name] = evaluate_map(segmenter, channels, labels, value, heat, fractions=run.fractions,
-                                    background=run.background, removal=run.removal, preserved=run.preserved)
-        print(f"{run.name}: {name}: {scores[name].to_json()}", flush=True)
+        np.save(WORK / f"{run.name.replace('/', '_').replace(' ', '_')}-{m}.npy", res.heatmap.array)
+        print(f"{run.name}: {m} map in {time.perf_counter() - t0:.1f} s, of which segmentation "
+              f"{res.info['seconds']['segment']:.1f} s (layers {res.info['layers']})", flush=True)
+        score(m, res.heatmap.array)
+        print("\n".join(_rows(run, scores, pp=run.preserved)), flush=True)
     return _rows(run, scores, pp=run.preserved)
 
 

@@ -18,8 +18,8 @@ def register(sub) -> None:
     p.add_argument("--output", help="heat map to write (.nii.gz, .nrrd, .mha)")
     p.add_argument("--method", choices=EXPLAIN_METHODS,
                    help="gradcam, gradcam++, hirescam, layer-sum (Grad-CAM summed over decoder stages) or occlusion "
-                        "(re-runs the model with blocks removed: at most 18 runs); default: the model's, chosen by "
-                        "measured faithfulness (occlusion for the liver and brainchop models, else gradcam)")
+                        "(re-runs the model with blocks removed: at most 18 runs); default: the model format's, chosen by "
+                        "measured faithfulness (benchmarks/RESULTS.md), else gradcam")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="take the map from this layer (repeat to sum several); see --list-layers")
     p.add_argument("--list-layers", action="store_true", help="list valid --layer names and the defaults, then exit")

@@ -76,7 +76,7 @@ class Faithfulness:
 
     @property
     def insertion_mean(self) -> float:
-        return float(np.mean(list(self.insertion.values())))
+        return float(np.mean(list(self.insertion.values()))) if self.insertion else float("nan")
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -98,14 +98,15 @@ def model_segmenter(model, device: str = "auto", cancel=None) -> Segmenter:
 def evaluate_map(segmenter: Segmenter, channels: Sequence[Volume], labels: np.ndarray, value: int,
                  heat: np.ndarray, *, fractions: Sequence[float] = FRACTIONS, threshold: float = 0.5,
                  background: Optional[Sequence[float]] = None, removal: str = "constant", seed: int = 0,
-                 preserved: bool = True, step: Optional[Callable[[int, int], None]] = None) -> Faithfulness:
-    """Deletion, insertion and (``preserved``) PP/IP of ``heat`` (input grid, [0, 1]) for structure
-    ``value`` of the model's original label map ``labels``; ``segmenter`` re-runs the model on
-    perturbed channels (``2 * len(fractions) + preserved`` runs).  ``removal``: "constant" (the
-    ``background`` intensity per channel, default each channel's minimum) or "impute"."""
+                 insertion: bool = True, preserved: bool = True,
+                 step: Optional[Callable[[int, int], None]] = None) -> Faithfulness:
+    """Deletion, (``insertion``) insertion and (``preserved``) PP/IP of ``heat`` (input grid, [0, 1])
+    for structure ``value`` of the model's original label map ``labels``; ``segmenter`` re-runs the
+    model on perturbed channels (``(1 + insertion) * len(fractions) + preserved`` runs).  ``removal``:
+    "constant" (the ``background`` intensity per channel, default each channel's minimum) or "impute"."""
     reference = labels == value
     result = Faithfulness()
-    total, done = 2 * len(fractions) + int(preserved), 0
+    total, done = (1 + int(insertion)) * len(fractions) + int(preserved), 0
 
     def run(keep: np.ndarray) -> np.ndarray:
         nonlocal done
@@ -118,7 +119,8 @@ def evaluate_map(segmenter: Segmenter, channels: Sequence[Volume], labels: np.nd
     for k in fractions:
         top = top_fraction(heat, k, seed)
         result.deletion[k] = 1.0 - dice(run(~top), reference)
-        result.insertion[k] = dice(run(top), reference)
+        if insertion:
+            result.insertion[k] = dice(run(top), reference)
     if preserved:
         kept = heat >= threshold
         if kept.any() and not kept.all():
