@@ -61,7 +61,7 @@ class _CueNet(torch.nn.Module):
 @pytest.fixture
 def cue_model(threshold_model_factory):
     model = threshold_model_factory(patch=(32, 48, 48))  # one window = the whole image: the cue is always seen
-    model.networks = [_CueNet().eval()]
+    model.networks = {"0": _CueNet().eval()}
     return model
 
 
