@@ -143,12 +143,12 @@ RUNS = [
         note="pyliverlesionseg liver U-Net on LiTS case 117 (assumed 1.5 mm)"),
     # the real models with imputed removal (constant removal saturates: any scattered 5 % kills the liver)
     Run("nnunet-fixture/synthetic imputed", _nnunet_model, _nnunet_case(), "liver", removal="impute",
-        methods=("occlusion", "gradcam", "gradcam++", "hirescam", "layer-sum")),
+        methods=("gradcam", "occlusion")),
     Run("liver/totalseg-ct imputed", _liver_model, _totalseg_ct, "Liver", fractions=(0.05,),
         methods=("gradcam", "occlusion"), removal="impute", insertion=False, preserved=False,
         note="pyliverlesionseg liver U-Net on the TotalSegmentator example CT (~100 s per re-segmentation here)"),
     *[Run(f"meshnet-{m}/norm-crop {s} imputed", _meshnet_model(m), _norm_crop, s, fractions=(0.05,),
-          methods=("occlusion", "gradcam", "gradcam++", "hirescam"), removal="impute")
+          methods=("occlusion", "gradcam"), removal="impute")
       for m, s in (("model5_gw_ae", "White Matter"), ("model5_gw_ae", "Grey Matter"),
                    ("model18cls", "Cerebral-Cortex"))],
 ]

@@ -88,7 +88,7 @@ def test_occlusion_finds_what_the_model_needs_and_beats_both_baselines(cue_model
     assert res.info["method"] == "occlusion" and heat.max() == pytest.approx(1.0)
     assert structure.sum() == 16 * 24 * 20
     assert len(calls) <= 1 + MAX_BLOCKS + 2  # the segmentation, then at most max_blocks + 2 passes
-    assert heat[18:21, 37:40, 27:30].min() == 1.0  # the block holding the cue is the most important
+    assert heat[18:21, 37:40, 27:30].min() > 0.999  # the block holding the cue is the most important
     seg = model_segmenter(cue_model, "cpu")
     kw = dict(fractions=(0.05,), removal="impute", preserved=False)
     occ = evaluate_map(seg, [cue_box], res.labels.array, 1, heat, **kw)
