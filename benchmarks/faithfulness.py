@@ -29,12 +29,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from deepseg.options import EXPLAIN_METHODS as METHODS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO / "Testing" / "explain"), str(REPO / "Testing" / "fixtures")]
+sys.path[:0] = [str(HERE), str(REPO / "Testing"), str(REPO / "Testing" / "explain"), str(REPO / "Testing" / "fixtures")]
 RESULTS = HERE / "RESULTS.md"
 WORK = HERE / "_work"
-from deepseg.options import EXPLAIN_METHODS as METHODS  # noqa: E402
 
 
 @dataclass
@@ -54,20 +55,14 @@ class Run:
 
 # --- models and cases ---------------------------------------------------------------------------------------
 def _cue_model():
-    import torch
-    from explain_helpers import ArrayModel, _unet, train_cue_unet
+    from explain_helpers import ArrayModel
+    from fixtures.cue_unet import load_cue_unet
 
-    path = REPO / "Testing" / "_fixtures" / "explain" / "cue_unet.pt"
-    net = _unet()
-    if path.exists():
-        net.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        net = train_cue_unet()
-    return ArrayModel(net.eval())
+    return ArrayModel(load_cue_unet())
 
 
 def _cue_case():
-    from explain_helpers import make_cue_case
+    from fixtures.cue_unet import make_cue_case
 
     from deepseg.volume import Volume
 

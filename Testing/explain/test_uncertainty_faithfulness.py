@@ -57,9 +57,10 @@ def test_uncertainty_maps_ensemble_matches_segment(cue_net, cue_case):
             img[z, 1:6, x] = img[CUE]
     vol = vol.with_array(img)
     other = copy.deepcopy(cue_net)
+    noise = torch.Generator().manual_seed(0)  # the same second "fold" whatever ran before
     with torch.no_grad():
         for p in other.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+            p.add_(0.05 * torch.randn(p.shape, generator=noise))
     model = ArrayModel(cue_net)
     model.networks = {"0": cue_net, "1": other.eval()}
     model.window.mirror_axes = (0, 2)
@@ -108,6 +109,9 @@ def test_faithfulness_gradcam_beats_baselines_on_cue_model(cue_net, cue_case):
     cam = evaluate_map(seg, [vol], labels, 1, res.heatmap.array, **kw)
     rnd = evaluate_map(seg, [vol], labels, 1, random_map(vol.shape), **kw)
     dist = evaluate_map(seg, [vol], labels, 1, distance_map(labels == 1, vol.spacing), **kw)
+    # thresholds hold with a measured margin on the shipped weights and on re-trained ones (other seeds and
+    # thread counts); benchmarks/assertion_margins.py measures them (RESULTS.md, "Test margins")
     assert cam.deletion[0.05] > rnd.deletion[0.05] + 0.3
-    assert cam.insertion[0.05] > dist.insertion[0.05] + 0.3 and cam.insertion[0.05] > rnd.insertion[0.05] + 0.3
+    # the insertion gaps vary most between trainings (0.15-0.56 measured): 0.1 holds for every one measured
+    assert cam.insertion[0.05] > dist.insertion[0.05] + 0.1 and cam.insertion[0.05] > rnd.insertion[0.05] + 0.1
     assert 0 < cam.image_preserved < 0.2 and 0 <= cam.prediction_preserved <= 1

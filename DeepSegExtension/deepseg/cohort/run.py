@@ -263,12 +263,9 @@ def _local_cluster(stack: ExitStack, plan: WorkerPlan):
 def _resolve_model(model: "str | Path") -> str:
     """The model's folder (checked now, before any worker starts): a folder path or a fetched catalog id."""
     from ..models.formats import detect_format
+    from ..models.store import resolve
 
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        from ..models.store import ModelStore
-
-        folder = ModelStore().path_for(str(model))
+    folder = resolve(model)
     detect_format(folder)
     return str(folder.resolve())
 
