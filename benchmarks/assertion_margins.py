@@ -79,10 +79,7 @@ def cue_margins(net) -> dict[str, float]:
 
 def _uncertainty_ratio(net, vol, block) -> float:
     """test_uncertainty_maps_ensemble_matches_segment: entropy on the structure's shell vs far from it."""
-    import copy
-
-    import torch
-    from explain_helpers import ArrayModel
+    from explain_helpers import two_fold_model
     from fixtures.cue_unet import CUE
     from scipy import ndimage
 
@@ -93,15 +90,7 @@ def _uncertainty_ratio(net, vol, block) -> float:
         for x in (slice(1, 6), slice(18, 23)):
             img[z, 1:6, x] = img[CUE]
     vol = vol.with_array(img)
-    other = copy.deepcopy(net)
-    noise = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=noise))
-    model = ArrayModel(net)
-    model.networks = {"0": net, "1": other.eval()}
-    model.window.mirror_axes = (0, 2)
-    entropy = uncertainty_maps(model, [vol], device="cpu").maps["entropy"].array
+    entropy = uncertainty_maps(two_fold_model(net), [vol], device="cpu").maps["entropy"].array
     shell = ndimage.binary_dilation(block, iterations=1) & ~ndimage.binary_erosion(block, iterations=1)
     far = ~ndimage.binary_dilation(block, iterations=4)
     return float(entropy[shell].mean() / entropy[far].mean())

@@ -53,3 +53,19 @@ class ArrayModel(SegmentationModel):
 
     def restore(self, logits, prepared):
         return torch.softmax(torch.from_numpy(self.to_input_grid(logits, prepared)), 0).numpy()
+
+
+def two_fold_model(net: torch.nn.Module) -> ArrayModel:
+    """``net`` as fold "0" and a seeded noisy copy of it as fold "1" (the same second fold whatever ran
+    before), mirroring on axes 0 and 2: an ensemble whose members disagree near decision boundaries."""
+    import copy
+
+    other = copy.deepcopy(net)
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=noise))
+    model = ArrayModel(net)
+    model.networks = {"0": net, "1": other.eval()}
+    model.window.mirror_axes = (0, 2)
+    return model

@@ -1,12 +1,9 @@
 """Uncertainty maps and per-structure scores; faithfulness scores on the cue model."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
-import torch
-from explain_helpers import CUE, ArrayModel
+from explain_helpers import CUE, ArrayModel, two_fold_model
 
 from deepseg.explain import (entropy, explain, fold_disagreement, member_variance, structure_uncertainty,
                              uncertainty_maps)
@@ -56,14 +53,7 @@ def test_uncertainty_maps_ensemble_matches_segment(cue_net, cue_case):
             assert not block[z, 1:6, x].any()
             img[z, 1:6, x] = img[CUE]
     vol = vol.with_array(img)
-    other = copy.deepcopy(cue_net)
-    noise = torch.Generator().manual_seed(0)  # the same second "fold" whatever ran before
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=noise))
-    model = ArrayModel(cue_net)
-    model.networks = {"0": cue_net, "1": other.eval()}
-    model.window.mirror_axes = (0, 2)
+    model = two_fold_model(cue_net)
     result = uncertainty_maps(model, [vol], device="cpu")
     assert set(result.maps) == {"entropy", "variance", "disagreement"} and result.primary == "disagreement"
     assert result.info["members"] == 2 * 4
