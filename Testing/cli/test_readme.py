@@ -40,7 +40,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "[--keep-largest] [--min-component-ml 0.1] [--fill-holes] [--structures liver,spleen] [--tg263] "
     "[--uncertainty unc.nii.gz] [--overwrite] [--json]": {"ID_OR_FOLDER": "{model}", CWD: ("", "small")},
     "deepseg explain --model ID --input ct.nii.gz --segment liver --output heat.nii.gz "
-    "[--method gradcam|gradcam++|hirescam|layer-sum] [--layer NAME] [--region seg.nrrd] "
+    "[--method gradcam|gradcam++|hirescam|layer-sum|occlusion] [--layer NAME] [--region seg.nrrd] "
     "[--uncertainty unc.nii.gz] [--device auto|cpu|cuda|mps] [--tta] [--folds 0,1,2] [--overlap 0.5] "
     "[--overwrite] [--json]": {"ID": "{model}", CWD: ("small",)},
     "deepseg measure --segmentation case.seg.nrrd [--image ct.nii.gz] [--reference manual.seg.nrrd] "
