@@ -29,7 +29,8 @@ def _crop(volume: Volume, start_kji, size_kji) -> Volume:
 
 def _explain(model_dir, image, segment, tmp_path, capsys, region=None):
     args = ["explain", "--model", str(model_dir), "--input", str(image), "--segment", segment,
-            "--output", str(tmp_path / "heat.nii.gz"), "--device", "cpu", "--progress", "none", "--json"]
+            "--output", str(tmp_path / "heat.nii.gz"), "--method", "gradcam", "--device", "cpu", "--progress", "none",
+            "--json"]  # Grad-CAM: the network-grid mapping under test (occlusion, MeshNet's default, needs none)
     assert main(args + (["--region", str(region)] if region else [])) == 0
     return json.loads(capsys.readouterr().out), read_volume(tmp_path / "heat.nii.gz")
 
