@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPSEG_SHARED", REPO.parent / "shared"))
+# Tests run their many throw-away networks in PyTorch (converting each to OpenVINO would cost seconds);
+# Testing/core/test_backends.py runs every backend, and "auto" itself, explicitly.
+os.environ.setdefault("DEEPSEG_BACKEND", "torch")
 
 
 @pytest.fixture(scope="session")

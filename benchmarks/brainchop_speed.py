@@ -7,6 +7,10 @@ also times, in the same invocation, one plain pass of model18cls over the whole 
 (contiguous memory, ``torch.no_grad``, no crop), the reference point for the speed ratio.
 
     python benchmarks/brainchop_speed.py [--only model18cls] [--baseline] [--no-write]
+    python benchmarks/brainchop_speed.py --backends [--no-write]
+
+``--backends``: whole ``deepseg segment`` processes of model18cls on norm.mgz with ``--backend auto``
+(OpenVINO; first run with an empty compiled-model cache, then again) and ``--backend torch``, in one run.
 
 Results are appended to benchmarks/RESULTS.md under "## Brainchop MeshNet on niivue norm.mgz".
 """
@@ -89,11 +93,51 @@ def markdown(results: list[dict], baseline: "dict | None", command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backend_runs(command: str) -> str:
+    """model18cls on norm.mgz as whole CLI processes: auto (first, then second run) against torch."""
+    import os
+    import shutil
+
+    import SimpleITK as sitk
+
+    from cli_timing import timed_cli
+
+    work = RESULTS.parent / "_work" / "meshnet_backends"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "DEEPSEG_BACKEND"}
+    env["DEEPSEG_HOME"] = str(work / "home")
+
+    def cli(backend: str, out: str) -> list[str]:
+        return [sys.executable, "-m", "deepseg", "segment", "--model", str(SHARED / "models/brainchop/model18cls"),
+                "--input", str(SHARED / "data/niivue/norm.mgz"), "--labelmap", str(work / out), "--device", "cpu",
+                "--backend", backend]
+
+    runs = [("auto, first run (empty cache)", cli("auto", "auto1.nii.gz"), "auto1.nii.gz"),
+            ("torch", cli("torch", "torch.nii.gz"), "torch.nii.gz"),
+            ("auto, second run (cache reused)", cli("auto", "auto2.nii.gz"), "auto2.nii.gz")]
+    lines = [f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: CPU backends", "", f"Command: `{command}`",
+             "", "`deepseg segment` of model18cls on the full 256^3 norm.mgz, whole processes, "
+             f"load average at start {os.getloadavg()[0]:.1f}.", "",
+             "| run | wall s | ratio to torch | peak RSS MB | min per-structure Dice vs torch |", "|---|---|---|---|---|"]
+    results = [(name, timed_cli(cmd, env), out) for name, cmd, out in runs]
+    torch_s = results[1][1]["seconds"]
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "torch.nii.gz")))
+    for name, r, out in results:
+        lab = sitk.GetArrayFromImage(sitk.ReadImage(str(work / out)))
+        dice = [2 * float(((lab == c) & (ref == c)).sum()) / float((lab == c).sum() + (ref == c).sum())
+                for c in range(1, 18) if (lab == c).any() or (ref == c).any()]
+        lines.append(f"| {name} | {r['seconds']:.1f} | {r['seconds'] / torch_s:.2f} | {r['peak_mib']:.0f} | "
+                     f"{min(dice):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="only runs whose name contains this text")
     parser.add_argument("--baseline", action="store_true", help="also time a plain whole-volume pass")
     parser.add_argument("--no-write", action="store_true", help="print without touching RESULTS.md")
+    parser.add_argument("--backends", action="store_true", help="deepseg segment with --backend auto vs torch")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--measure-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -102,6 +146,13 @@ def main(argv=None) -> int:
         return 0
     if args.measure_baseline:
         print(json.dumps(baseline_pass()))
+        return 0
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/brainchop_speed.py", *(argv or sys.argv[1:])])
+    if args.backends:
+        text = backend_runs(command)
+        print(text)
+        if not args.no_write:
+            append_results(text, RESULTS, section=SECTION)
         return 0
     runs = [r.name for r in RUNS if r.name.startswith("brainchop-") and args.only in r.name]
     if not runs:
@@ -112,7 +163,6 @@ def main(argv=None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results.append(_in_subprocess("--measure", name))
     baseline = _in_subprocess("--measure-baseline") if args.baseline else None
-    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/brainchop_speed.py", *(argv or sys.argv[1:])])
     text = markdown(results, baseline, command)
     print(text)
     if not args.no_write:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 from .errors import InputError
+from .inference.backend_names import BACKENDS
 
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layer-sum")  # gradient maps (explain/cam.py)
 PERTURBATION_METHODS = ("occlusion",)  # re-run the model on perturbed inputs (explain/occlusion.py)
@@ -52,6 +53,9 @@ class SegmentOptions:
     """How to run a model on one case (the outputs to write are not options: they belong to the call)."""
 
     device: str = _option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    backend: str = _option("auto", metavar="NAME",
+                           help="inference backend: auto (OpenVINO on the CPU when installed, else PyTorch), torch, "
+                                "openvino, onnxruntime; compiled networks are cached in the model store")
     tta: bool = _option(False, help="mirroring test-time augmentation (slower, smoother)")
     folds: Optional[tuple] = _option(None, type=parse_folds, format=_join, metavar="NAMES",
                                      help="folds to ensemble by name, e.g. 0,3 or all (default: every fold found)")
@@ -87,6 +91,8 @@ class SegmentOptions:
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:
                 raise InputError(f"Unknown {f.name} {getattr(self, f.name)!r}.", f"Choose one of: {', '.join(choices)}.")
+        if self.backend not in BACKENDS:
+            raise InputError(f"Unknown inference backend {self.backend!r}.", "Use one of: " + ", ".join(BACKENDS) + ".")
         if self.overlap is not None and not 0 <= self.overlap < 1:
             raise InputError(f"The sliding-window overlap {self.overlap:g} is outside [0, 1).",
                              "Give an overlap such as 0.5 (or 0.25 for speed).")

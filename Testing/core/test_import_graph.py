@@ -108,7 +108,8 @@ def _describe(cycle: list[str], graph: dict[str, set[str]]) -> str:
 
 # bottom to top; a module belongs to the layer of its longest matching prefix
 LAYERS = [
-    ("foundation", ["deepseg.errors", "deepseg.volume", "deepseg.progress", "deepseg.version", "deepseg.resources"]),
+    ("foundation", ["deepseg.errors", "deepseg.volume", "deepseg.progress", "deepseg.version", "deepseg.resources",
+                    "deepseg.home"]),
     ("io", ["deepseg.io"]),
     ("engine", [  # windows, device, sliding-window + mirroring runner, array pre/post-processing
         "deepseg.inference", "deepseg.inference.windows", "deepseg.inference.sliding_window",

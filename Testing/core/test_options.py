@@ -13,7 +13,8 @@ from deepseg.options import EXPLAIN_OPTIONS, SegmentOptions
 from deepseg_slicer.commands import run_args
 
 # every option away from its default, so a flag that is lost or mis-parsed shows up
-NON_DEFAULT = SegmentOptions(device="cpu", tta=True, folds=[0, "all"], overlap=0.3, keep_largest=True,
+NON_DEFAULT = SegmentOptions(device="cpu", backend="openvino", tta=True, folds=[0, "all"], overlap=0.3,
+                             keep_largest=True,
                              min_component_ml=0.25, fill_holes=True, structures=["Liver", "2"], use_tg263=True,
                              uncertainty="unc.nii.gz", overwrite=True, assume_spacing=(0.5, 0.5, 2.0))
 

@@ -27,8 +27,9 @@ class DeepSegOARLogic(DeepSegLogicBase):
         return model_choices(OAR_GROUPS)
 
     def segment(self, volumeNode, model: str, *, structures: Optional[Sequence[str]] = None,
-                useTG263: bool = False, fast: bool = False, device: str = "auto", outputNode=None,
-                allLabels: bool = False, wait: bool = False, onProgress=None, onLog=None, onDone=None):
+                useTG263: bool = False, fast: bool = False, device: str = "auto", backend: str = "auto",
+                outputNode=None, allLabels: bool = False, wait: bool = False, onProgress=None, onLog=None,
+                onDone=None):
         """Segment ``volumeNode`` with ``model`` (catalog id or model folder).
 
         ``structures``: names/TG-263 names/label values to keep (default all); ``outputNode``: a
@@ -36,7 +37,7 @@ class DeepSegOARLogic(DeepSegLogicBase):
         for every label of the model, also those not found (default: only those found).  With ``wait=True``
         returns the segmentation node (raising the run's error); otherwise returns the running task.
         """
-        options = SegmentOptions(device=device, overlap=FAST_OVERLAP if fast else None, structures=structures,
-                                 use_tg263=useTG263)
+        options = SegmentOptions(device=device, backend=backend, overlap=FAST_OVERLAP if fast else None,
+                                 structures=structures, use_tg263=useTG263)
         request = SegmentRequest(model, [volumeNode], options, output_node=outputNode, all_labels=allLabels)
         return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)

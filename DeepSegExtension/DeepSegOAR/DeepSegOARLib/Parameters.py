@@ -9,7 +9,7 @@ from deepseg_slicer.compat import parameterNodeWrapper
 @parameterNodeWrapper
 class DeepSegOARParameterNode:
     """``model``: catalog id; ``structures``: comma-separated label names to keep (empty: all);
-    ``device``: auto, cpu, cuda:N or mps."""
+    ``device``: auto, cpu, cuda:N or mps; ``backend``: auto, torch, openvino or onnxruntime."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
@@ -18,4 +18,5 @@ class DeepSegOARParameterNode:
     useTG263: bool = True
     fastMode: bool = False
     device: str = "auto"
+    backend: str = "auto"
     showIn3D: bool = True

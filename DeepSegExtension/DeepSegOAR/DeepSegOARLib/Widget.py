@@ -79,7 +79,7 @@ class DeepSegOARWidget(ModelPanelWidget):
         p = self._parameterNode
         structures = [s for s in p.structures.split(",") if s] or None
         return self.logic.segment(p.inputVolume, p.model, structures=structures, useTG263=p.useTG263,
-                                  fast=p.fastMode, device=p.device, outputNode=p.outputSegmentation,
+                                  fast=p.fastMode, device=p.device, backend=p.backend, outputNode=p.outputSegmentation,
                                   onProgress=self.run.progress, onLog=self.run.log, onDone=self.onDone)
 
     def showResult(self, segmentationNode) -> None:

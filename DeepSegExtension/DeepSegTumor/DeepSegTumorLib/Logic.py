@@ -41,14 +41,15 @@ class DeepSegTumorLogic(DeepSegLogicBase):
         return assign_nodes(specs, scene_volumes(self.scene) if volumeNodes is None else volumeNodes)
 
     def segment(self, inputNodes: Sequence, model: str, *, roiNode=None, minLesionSizeMl: float = 0.0,
-                keepLargest: bool = False, fast: bool = False, device: str = "auto", outputNode=None,
+                keepLargest: bool = False, fast: bool = False, device: str = "auto", backend: str = "auto",
+                outputNode=None,
                 wait: bool = False, onProgress=None, onLog=None, onDone=None):
         """Segment with ``model`` from ``inputNodes`` (one per model input, in its order).
 
         ``roiNode`` restricts inference to the ROI's box; ``minLesionSizeMl`` removes smaller
         components; ``keepLargest`` keeps only the largest component of each structure.
         """
-        options = SegmentOptions(device=device, overlap=FAST_OVERLAP if fast else None, keep_largest=keepLargest,
+        options = SegmentOptions(device=device, backend=backend, overlap=FAST_OVERLAP if fast else None, keep_largest=keepLargest,
                                  min_component_ml=minLesionSizeMl)
         request = SegmentRequest(model, list(inputNodes), options, output_node=outputNode, roi_node=roiNode)
         return self.run(SegmentTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)

@@ -25,4 +25,5 @@ class DeepSegTumorParameterNode:
     keepLargest: bool = False
     fastMode: bool = False
     device: str = "auto"
+    backend: str = "auto"
     showIn3D: bool = True

@@ -74,7 +74,7 @@ class DeepSegTumorWidget(ModelPanelWidget):
         p = self._parameterNode
         return self.logic.segment(self._inputNodes(), p.model, roiNode=p.roi if p.useROI else None,
                                   minLesionSizeMl=p.minLesionSizeMl, keepLargest=p.keepLargest, fast=p.fastMode,
-                                  device=p.device, outputNode=p.outputSegmentation,
+                                  device=p.device, backend=p.backend, outputNode=p.outputSegmentation,
                                   onProgress=self.run.progress, onLog=self.run.log, onDone=self.onDone)
 
     def showResult(self, segmentationNode) -> None:

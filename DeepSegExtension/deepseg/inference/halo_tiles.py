@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..progress import Progress
+from .backends import current_backend, on_backend, resolve_backend
 
 
 def slab_boxes(shape: Sequence[int], halo: int, max_voxels: int) -> list[tuple[int, int, int]]:
@@ -39,16 +40,19 @@ def slab_boxes(shape: Sequence[int], halo: int, max_voxels: int) -> list[tuple[i
 def predict_halo_tiles(net: nn.Module, image: "np.ndarray | torch.Tensor", halo: int, *,
                        max_voxels: int = 6_000_000, device: "str | torch.device" = "cpu",
                        progress: Optional[Progress] = None,
-                       channels_last: bool = True) -> torch.Tensor:
-    """Logits ``(K, z, y, x)`` (float32, CPU) of ``net`` over ``image`` ``(C, z, y, x)``, in slabs."""
+                       channels_last: bool = True, backend: Optional[str] = None) -> torch.Tensor:
+    """Logits ``(K, z, y, x)`` (float32, CPU) of ``net`` over ``image`` ``(C, z, y, x)``, in slabs.
+
+    ``backend`` (``inference.backends``) runs the network; ``channels_last`` applies to PyTorch."""
     progress = progress or Progress()
     device = torch.device(device)
     img = torch.as_tensor(image, dtype=torch.float32)
     spatial = tuple(img.shape[1:])
     boxes = slab_boxes(spatial, halo, max_voxels)
     out: Optional[torch.Tensor] = None
-    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    net = net.to(device).to(memory_format=fmt)
+    backend = resolve_backend(backend or current_backend(), device)
+    fmt = torch.channels_last_3d if channels_last and backend == "torch" else torch.contiguous_format
+    net = on_backend(net.to(device).to(memory_format=fmt), backend, dynamic=True)  # slab shapes vary per image
     with torch.inference_mode():
         for n, (axis, lo, hi) in enumerate(boxes):
             in_lo, in_hi = max(0, lo - halo), min(spatial[axis], hi + halo)

@@ -51,7 +51,7 @@ def software_versions(extra: Sequence[str] = ()) -> dict:
     import importlib.metadata as md
 
     out = {"deepseg": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "SimpleITK", "monai", "nnunetv2", *extra):
+    for pkg in ("torch", "numpy", "SimpleITK", "monai", "nnunetv2", "openvino", "onnxruntime", *extra):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -123,6 +123,7 @@ class Prediction:
     device: str
     run: ModelRun
     uncertainty: Optional[object] = None
+    backend: str = "torch"  # the inference backend the run used ("auto" resolved)
 
 
 def output_paths(opts: SegmentOptions, output=None, labelmap=None, provenance_path=None) -> dict[str, Path]:
@@ -145,19 +146,23 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
               folds: Optional[Sequence] = None, progress: Optional[Progress] = None) -> Prediction:
     """Preprocess, sliding-window inference (folds x mirrorings), restore to the input grid, labels.
     With ``opts.uncertainty`` the ensemble runs member by member to also measure its disagreement."""
+    from .backends import resolve_backend, using
     from .device import resolve_device
 
     progress = progress or Progress()
     dev = resolve_device(opts.device)
-    if opts.uncertainty:
-        from .uncertainty import uncertainty_maps
+    backend = resolve_backend(opts.backend, dev)
+    with using(backend):
+        if opts.uncertainty:
+            from .uncertainty import uncertainty_maps
 
-        unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
-                               progress=progress)
-        progress.stage("postprocess")
-        return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc)
-    run = run_stages(model, channels, device=dev, tta=opts.tta, overlap=opts.overlap, folds=folds, progress=progress)
-    return Prediction(run.probabilities, run.labels, str(dev), run)
+            unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
+                                   progress=progress)
+            progress.stage("postprocess")
+            return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc, backend)
+        run = run_stages(model, channels, device=dev, tta=opts.tta, overlap=opts.overlap, folds=folds,
+                         progress=progress)
+    return Prediction(run.probabilities, run.labels, str(dev), run, backend=backend)
 
 
 def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
@@ -187,7 +192,8 @@ def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, cha
         "inputs": [{"name": spec.name, "source": str(src) if not isinstance(src, Volume) else src.name,
                     "shape_kji": list(ch.shape), "spacing": list(ch.spacing)}
                    for spec, src, ch in zip(card.inputs, inputs, channels)],
-        "settings": {**settings, "device": prediction.device, "structures": [lab.name for lab in selected]},
+        "settings": {**settings, "device": prediction.device, "backend": prediction.backend,
+                     "structures": [lab.name for lab in selected]},
         "notes": notes, "software": software_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     }
     if prediction.uncertainty is not None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..progress import Progress
+from .backends import current_backend, on_backend, resolve_backend
 from .device import autocast, resolve_device, use_all_cores
 from .windows import WindowSpec
 
@@ -74,15 +75,19 @@ def predict_sliding_window(
     progress: Optional[Progress] = None,
     batch_size: int = 1,
     forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
+    backend: Optional[str] = None,
 ) -> torch.Tensor:
     """Average logits ``(num_classes, z, y, x)`` (float32, CPU) of ``networks`` over ``image``.
 
     ``image`` is ``(C, z, y, x)``.  The logits of all networks (folds) are averaged, as nnU-Net
-    ensembles folds.  ``forward`` overrides ``net(x)`` (e.g. to pick the full-resolution head).
+    ensembles folds.  ``forward`` overrides ``net(x)`` (e.g. to pick the full-resolution head); it is
+    handed the network on ``backend`` (``inference.backends``; default: the one ``backends.using`` set).
     """
     device = resolve_device(device)
     if device.type == "cpu":
         use_all_cores()
+    backend = resolve_backend(backend or current_backend(), device)
+    networks = [on_backend(net, backend) for net in networks]
     progress = progress or Progress()
     overlap = window.overlap if overlap is None else overlap
     img = torch.as_tensor(np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image,
@@ -156,7 +161,9 @@ class _ProgressSteps:
     def __init__(self, progress: Progress, networks: Sequence[nn.Module], patches: int, passes: int) -> None:
         """``patches`` per network; ``passes``: forward passes per network (batches x mirrorings)."""
         self.progress, self.done, self.hooks = progress, 0, []
-        convs = [[m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)] for net in networks]
+        # a network on another backend (not an nn.Module) reports per patch: its layers run outside PyTorch
+        convs = [[m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+                 if isinstance(net, nn.Module) else [] for net in networks]
         self.per_layer = passes * len(networks) < LAYER_STEPS_BELOW and all(convs)
         if self.per_layer:
             self.total = passes * sum(len(c) for c in convs)
@@ -181,6 +188,26 @@ class _ProgressSteps:
             hook.remove()
 
 
+MIRROR_BATCH = 1 << 21  # input voxels up to which all mirrorings of a batch go through the network in one call
+
+
+def _mirrored_logits(net, x: torch.Tensor, flips: list, forward: Callable, together: bool) -> torch.Tensor:
+    """Mean logits of ``x`` over the mirrorings ``flips``; ``together`` stacks them into one call (one
+    network call instead of eight: per-call overhead dominates small patches, most of all on the CPU)."""
+    if together and len(flips) > 1:
+        n = x.shape[0]
+        out = forward(net, torch.cat([torch.flip(x, dims) if dims else x for dims in flips])).float()
+        parts = [torch.flip(out[i * n:(i + 1) * n], dims) if dims else out[i * n:(i + 1) * n]
+                 for i, dims in enumerate(flips)]
+        return torch.stack(parts).mean(0)
+    logits = None
+    for dims in flips:
+        out = forward(net, torch.flip(x, dims) if dims else x).float()
+        out = torch.flip(out, dims) if dims else out
+        logits = out if logits is None else logits + out
+    return logits / len(flips)
+
+
 def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
     plan = plan_windows(img.shape[1:], window, overlap)
     data = torch.nn.functional.pad(img, plan.pad).to(device)
@@ -190,20 +217,18 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
     acc = torch.zeros((num_classes, *grid), dtype=torch.float32, device=device)
     norm = torch.zeros(grid, dtype=torch.float32, device=device)
 
-    steps = _ProgressSteps(progress, networks, len(boxes), math.ceil(len(boxes) / batch_size) * len(flips))
+    # all mirrorings of a batch in one network call when the stacked input is small enough
+    together = batch_size * img.shape[0] * int(np.prod(plan.patch)) * len(flips) <= MIRROR_BATCH
+    calls = 1 if together else len(flips)
+    steps = _ProgressSteps(progress, networks, len(boxes), math.ceil(len(boxes) / batch_size) * calls)
     with torch.inference_mode(), autocast(device), steps:
         for net in networks:
-            net.to(device)
+            if isinstance(net, nn.Module):
+                net.to(device)
             for b0 in range(0, len(boxes), batch_size):
                 chunk = boxes[b0:b0 + batch_size]
                 x = torch.stack([data[(slice(None), *plan.input_slices(box))] for box in chunk])
-                logits = None
-                for dims in flips:
-                    xin = torch.flip(x, dims) if dims else x
-                    out = forward(net, xin).float()
-                    out = torch.flip(out, dims) if dims else out
-                    logits = out if logits is None else logits + out
-                logits = logits / len(flips)
+                logits = _mirrored_logits(net, x, flips, forward, together)
                 for box, lg in zip(chunk, logits):
                     sl = plan.output_slices(box)
                     acc[(slice(None), *sl)] += lg * weights

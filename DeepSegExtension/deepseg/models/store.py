@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import contextlib
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from ..errors import DeepSegError, ModelError, StoreError
+from ..home import default_home  # noqa: F401  (re-exported: the store's home)
 from ..progress import Progress
 from .catalog import Catalog, CatalogEntry, load_catalog
 from .download import download_file, extract_zip, human_size, sha256_file, verify_file
@@ -38,18 +38,6 @@ log = logging.getLogger(__name__)
 MARKER = ".deepseg-install.json"
 STAGING_PREFIX = ".staging-"
 ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
-
-
-def default_home() -> Path:
-    """``$DEEPSEG_HOME``, else the per-user data folder (``~/.local/share/deepseg`` on Linux,
-    ``~/Library/Application Support/DeepSeg`` on macOS, ``%LOCALAPPDATA%\\DeepSeg`` on Windows)."""
-    if os.environ.get("DEEPSEG_HOME"):
-        return Path(os.environ["DEEPSEG_HOME"]).expanduser()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "DeepSeg"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "DeepSeg"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "deepseg"
 
 
 @dataclass

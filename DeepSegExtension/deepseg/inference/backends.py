@@ -1,0 +1,264 @@
+"""Inference backends: a network's forward pass in PyTorch, OpenVINO or ONNX Runtime.
+
+``auto`` keeps PyTorch on CUDA/MPS and uses OpenVINO on the CPU when it is installed (about twice as
+fast per patch as PyTorch eager for nnU-Net-sized 3D networks on a CPU; ``benchmarks/RESULTS.md``).
+A network is exported once per input shape (``torch.export``, then OpenVINO's converter or PyTorch's
+ONNX exporter) and kept in the model store under ``compiled/<backend>-<version>/``, named
+by the sha256 of the weights, the module's description (layer settings) and the input shape.
+OpenVINO's compiled-blob cache lives next to it, so a second run pays neither export nor compilation.
+A network that does not export or compile runs in PyTorch after a one-line notice.
+Computation stays float32 on every CPU (OpenVINO would pick bf16 on CPUs that have it).
+Explanations need gradients and always run the PyTorch modules; they never come through here.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import warnings
+import weakref
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .backend_names import BACKENDS
+
+log = logging.getLogger(__name__)
+
+_PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+EXPORT_VERSION = "1"  # bump when the export recipe changes, so old cached files are not reused
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+_CURRENT = contextvars.ContextVar("deepseg_inference_backend", default="torch")
+
+
+@contextlib.contextmanager
+def using(backend: str):
+    """Run the networks of everything inside on ``backend`` (``segment`` sets its option here; outside,
+    e.g. training evaluation and explanations, networks run in PyTorch)."""
+    token = _CURRENT.set(backend)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_backend() -> str:
+    return _CURRENT.get()
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s package can be imported (PyTorch always can)."""
+    return backend == "torch" or importlib.util.find_spec(_PACKAGE[backend]) is not None
+
+
+def resolve_backend(choice: Optional[str], device: torch.device) -> str:
+    """``auto`` -> PyTorch on CUDA/MPS, OpenVINO on the CPU when installed, else PyTorch (the environment
+    variable ``DEEPSEG_BACKEND`` can name what ``auto`` means); an explicit choice that cannot run here
+    is an ``InputError`` naming the fix."""
+    choice = (choice or "auto").lower()
+    if choice == "auto":
+        choice = os.environ.get("DEEPSEG_BACKEND", "auto").lower() or "auto"
+    if choice not in BACKENDS:
+        raise InputError(f"Unknown inference backend {choice!r}.", "Use one of: " + ", ".join(BACKENDS) + ".")
+    if choice == "auto":
+        return "openvino" if device.type == "cpu" and installed("openvino") else "torch"
+    if choice == "torch":
+        return choice
+    if device.type != "cpu":
+        raise InputError(f"The {choice} backend runs on the CPU, but the device is {device}.",
+                         "Use --device cpu with it, or --backend torch (or auto) on a GPU.")
+    if not installed(choice):
+        raise InputError(f"The {choice} backend was requested but the package {_PACKAGE[choice]} is not installed.",
+                         f"pip install {_PACKAGE[choice]}, or use --backend torch.")
+    return choice
+
+
+def backend_version(backend: str) -> str:
+    return torch.__version__ if backend == "torch" else importlib.metadata.version(_PACKAGE[backend])
+
+
+def cache_root() -> Path:
+    """``compiled/`` in the model store (``$DEEPSEG_HOME`` or the per-user data folder)."""
+    from ..home import default_home
+
+    return default_home() / "compiled"
+
+
+def weights_sha256(net: nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in net.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+    return h.hexdigest()
+
+
+class BackendNetwork:
+    """``net``'s forward pass on ``backend``, called like the module on a CPU float32 batch.
+
+    One compiled network per input shape, made on first use (from the cache when it is there); with
+    ``dynamic`` one network serves every spatial shape (halo tiles, whose slabs differ per image)."""
+
+    def __init__(self, net: nn.Module, backend: str, cache: Optional[Path] = None, dynamic: bool = False) -> None:
+        self.net = net
+        self.backend = backend
+        self.dynamic = dynamic
+        self.cache = (cache or cache_root()) / f"{backend}-{backend_version(backend)}"
+        self._runners: dict[tuple, Runner] = {}
+        self._weights: Optional[str] = None
+        self.failed: Optional[str] = None  # why conversion failed (then PyTorch runs the network)
+
+    def key(self, shape: tuple) -> str:
+        if self._weights is None:
+            self._weights = weights_sha256(self.net)
+        text = "|".join([EXPORT_VERSION, self._weights, repr(self.net), str(tuple(shape)), torch.__version__])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def compile(self, shape: tuple) -> Optional[Runner]:
+        """The compiled network for input ``shape`` (made or read from the cache once); None if it does
+        not convert (after the one-line notice)."""
+        shape = tuple(int(s) for s in shape)
+        if self.dynamic:
+            shape = (*shape[:2], *[-1] * (len(shape) - 2))
+        if self.failed is None and shape not in self._runners:
+            try:
+                self._runners[shape] = self._compile(shape)
+            except Exception as exc:  # any exporter/compiler failure: the network still runs in PyTorch
+                self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                log.warning("%s did not convert to %s (%s); running it in PyTorch.", type(self.net).__name__,
+                            self.backend, self.failed)
+        return self._runners.get(shape)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        run = self.compile(tuple(x.shape))
+        if run is None:
+            return self.net(x)
+        return torch.from_numpy(run(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
+
+    def _compile(self, shape: tuple) -> Runner:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        stem = self.cache / self.key(shape)
+        if self.backend == "openvino":
+            return _openvino_runner(self.net, shape, stem)
+        return _onnxruntime_runner(self.net, shape, stem)
+
+
+_WRAPPED: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, BackendNetwork]]" = weakref.WeakKeyDictionary()
+
+
+def on_backend(net: nn.Module, backend: str, dynamic: bool = False) -> Union[nn.Module, BackendNetwork]:
+    """``net`` itself for PyTorch, else its (per-process, reused) ``BackendNetwork``."""
+    if backend == "torch":
+        return net
+    per_net = _WRAPPED.setdefault(net, {})
+    if (backend, dynamic) not in per_net:
+        per_net[backend, dynamic] = BackendNetwork(net, backend, dynamic=dynamic)
+    return per_net[backend, dynamic]
+
+
+# --- export and compilation ------------------------------------------------------------------------
+def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProgram":
+    """``torch.export`` of ``net`` in eval mode for the input ``shape`` (-1: any size along that axis),
+    traced with fake tensors: no forward pass is computed, so exporting a CT-sized patch costs seconds."""
+    was_training = net.training
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    net.eval()
+    torch_log.setLevel(logging.ERROR)  # the exporter's own warnings would bury the one-line fallback notice
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            example = torch.zeros([32 if s < 0 else s for s in shape])
+            dynamic = {i: torch.export.Dim.DYNAMIC for i, s in enumerate(shape) if s < 0} or None
+            return torch.export.export(net.cpu(), (example,), dynamic_shapes=(dynamic,) if dynamic else None)
+    finally:
+        torch_log.setLevel(level)
+        net.train(was_training)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+@lru_cache(maxsize=1)
+def _openvino_core(blob_cache: str):
+    import openvino as ov
+
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": blob_cache})
+    return core
+
+
+def _openvino_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
+    import openvino as ov
+
+    xml = stem.with_suffix(".xml")
+    if not xml.is_file():
+        model = ov.convert_model(exported_program(net, shape))
+        if min(shape) > 0:
+            model.reshape({0: list(shape)})
+
+        def save(tmp: Path) -> None:  # the .bin goes first: the .xml's presence means the pair is complete
+            ov.save_model(model, str(tmp), compress_to_fp16=False)  # keep float32 weights
+            os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+
+        _write_atomically(xml, save)
+    core = _openvino_core(str(stem.parent / "blobs"))
+    compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                                                    "INFERENCE_NUM_THREADS": _threads()})
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.array(request.infer({0: x})[0], copy=True)
+
+    return run
+
+
+def _onnxruntime_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
+    import onnxruntime as ort
+
+    path = stem.with_suffix(".onnx")
+    if not path.is_file():
+        program = exported_program(net, shape)
+
+        def save(tmp: Path) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                onnx_program = torch.onnx.export(program, dynamo=True, verbose=False, optimize=True)
+            onnx_program.save(str(tmp))
+
+        _write_atomically(path, save)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    return run

@@ -1,0 +1,191 @@
+"""Inference backends (``deepseg.inference.backends``): OpenVINO and ONNX Runtime agree with PyTorch and with
+nnU-Net's own predictor, ``auto`` picks OpenVINO on the CPU, conversions are cached and reused, and a
+network that does not convert still runs (in PyTorch) after a one-line notice."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepseg.errors import InputError
+from deepseg.inference import backends
+from deepseg.inference.backends import BackendNetwork, on_backend, resolve_backend, weights_sha256
+
+CPU = torch.device("cpu")
+CONVERTING = [b for b in ("openvino", "onnxruntime") if backends.installed(b)]
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch):
+    """A fresh model store per test (conversions go to ``<store>/compiled``), no backend preset."""
+    monkeypatch.setenv("DEEPSEG_HOME", str(tmp_path / "store"))
+    monkeypatch.delenv("DEEPSEG_BACKEND", raising=False)
+    return tmp_path / "store"
+
+
+def small_unet(seed: int = 0, classes: int = 3) -> torch.nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    torch.manual_seed(seed)
+    return PlainConvUNet(1, 3, (8, 16, 32), torch.nn.Conv3d, 3, (1, 2, 2), 1, classes, (1, 1), True,
+                         torch.nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, torch.nn.LeakyReLU,
+                         {"inplace": True}).eval()
+
+
+# --- choosing a backend -------------------------------------------------------------------------------
+@pytest.mark.skipif(not backends.installed("openvino"), reason="openvino is not installed")
+def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu():
+    assert resolve_backend("auto", CPU) == "openvino"
+    assert resolve_backend(None, CPU) == "openvino"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    assert resolve_backend("auto", torch.device("mps")) == "torch"
+
+
+def test_environment_names_what_auto_means(monkeypatch):
+    monkeypatch.setenv("DEEPSEG_BACKEND", "torch")
+    assert resolve_backend("auto", CPU) == "torch"
+    if backends.installed("onnxruntime"):
+        assert resolve_backend("onnxruntime", CPU) == "onnxruntime"  # an explicit choice wins
+
+
+def test_impossible_choices_name_the_fix():
+    with pytest.raises(InputError, match="Unknown inference backend"):
+        resolve_backend("tensorrt", CPU)
+    with pytest.raises(InputError, match="runs on the CPU"):
+        resolve_backend("openvino", torch.device("cuda"))
+
+
+def test_options_refuse_an_unknown_backend():
+    from deepseg.options import SegmentOptions
+
+    assert SegmentOptions(backend="openvino").to_argv() == ["--backend", "openvino"]
+    with pytest.raises(InputError, match="backend"):
+        SegmentOptions(backend="gpu-magic")
+
+
+# --- conversion, cache, fallback ---------------------------------------------------------------------
+@pytest.mark.parametrize("backend", CONVERTING)
+def test_backend_matches_torch_and_second_run_reuses_the_cache(backend, store, monkeypatch):
+    net = small_unet()
+    x = torch.randn(2, 1, 16, 32, 32)
+    with torch.inference_mode():
+        expected = net(x)
+    first = BackendNetwork(net, backend)
+    y = first(x)
+    assert first.failed is None
+    assert torch.allclose(y, expected, atol=1e-4), float((y - expected).abs().max())
+    files = sorted(p for p in (store / "compiled").rglob("*") if p.is_file())
+    assert any(p.suffix in (".xml", ".onnx") for p in files)
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the second run must not export the network again")
+
+    monkeypatch.setattr(backends, "exported_program", no_export)
+    second = BackendNetwork(net, backend)  # a new process would start like this
+    assert torch.equal(second(x), y)
+    assert second.failed is None
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps  # nothing rewritten
+
+
+def test_cache_key_follows_weights_module_and_shape():
+    a, b = small_unet(0), small_unet(1)
+    assert weights_sha256(a) == weights_sha256(small_unet(0))
+    assert weights_sha256(a) != weights_sha256(b)
+    ka = BackendNetwork(a, "torch").key((1, 1, 16, 32, 32))
+    assert ka != BackendNetwork(b, "torch").key((1, 1, 16, 32, 32))
+    assert ka != BackendNetwork(a, "torch").key((2, 1, 16, 32, 32))
+    assert ka != BackendNetwork(small_unet(0, classes=4), "torch").key((1, 1, 16, 32, 32))
+
+
+class DataDependent(torch.nn.Module):
+    """Branches on the data: ``torch.export`` refuses such a network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y if float(y.mean()) > 0 else -y
+
+
+@pytest.mark.parametrize("backend", CONVERTING)
+def test_a_network_that_does_not_convert_runs_in_torch_with_a_notice(backend, caplog):
+    net = DataDependent().eval()
+    x = torch.randn(1, 1, 8, 8, 8)
+    with caplog.at_level(logging.WARNING, logger="deepseg.inference.backends"):
+        y = on_backend(net, backend)(x)
+    assert on_backend(net, backend).failed
+    notices = [r.getMessage() for r in caplog.records if r.name.startswith("deepseg")]
+    assert len(notices) == 1 and f"did not convert to {backend}" in notices[0] and "\n" not in notices[0]
+    with torch.inference_mode():
+        assert torch.equal(y, net(x))
+
+
+# --- every format, against PyTorch (and nnU-Net's predictor) ------------------------------------------
+def _dice(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
+    out = {}
+    for c in np.union1d(np.unique(a), np.unique(b)):
+        if c == 0:
+            continue
+        x, y = a == c, b == c
+        out[int(c)] = 2 * float((x & y).sum()) / float(x.sum() + y.sum())
+    return out
+
+
+@pytest.fixture(scope="module")
+def nnunet_case(tmp_path_factory):
+    """The genuine nnU-Net fixture (2 folds, mirroring) on a fresh oblique case: its files, and the labels of
+    DeepSeg in PyTorch and of nnU-Net's ``nnUNetPredictor``."""
+    pytest.importorskip("nnunetv2")
+    import SimpleITK as sitk
+    from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case, trainer_folder, write_case
+    from fixtures.nnunet_runs import run_ours, run_reference
+
+    folder = tmp_path_factory.mktemp("bk_case")
+    train_dir = trainer_folder(ensure_nnunet_fixture(Path(__file__).resolve().parents[1] / "_fixtures"))
+    a = np.deg2rad(23)
+    direction = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    images = write_case(folder, "bk_000", make_case(77, size_ijk=(52, 22, 60), spacing=(0.9, 2.0, 0.8),
+                                                    direction=direction))
+    torch_labels, _ = run_ours(train_dir, images, [0, 1], mirror=True, backend="torch")
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(run_reference(train_dir, images, folder / "r.nii.gz",
+                                                                  [0, 1], mirror=True))))
+    return train_dir, images, torch_labels.array, ref
+
+
+@pytest.mark.parametrize("backend", CONVERTING)
+def test_nnunet_fixture_agrees_with_torch_and_nnunet_predictor(backend, nnunet_case):
+    from fixtures.nnunet_runs import run_ours
+
+    train_dir, images, torch_labels, ref = nnunet_case
+    ours, _ = run_ours(train_dir, images, [0, 1], mirror=True, backend=backend)
+    for other in (torch_labels, ref):
+        dice = _dice(ours.array, other)
+        assert set(dice) == {1, 2} and min(dice.values()) >= 0.99, dice
+
+
+@pytest.mark.parametrize("fmt", ["monai-unet", "monai-vnet", "render-unet"])
+def test_card_models_agree_with_torch(fmt):
+    if "openvino" not in CONVERTING:
+        pytest.skip("openvino is not installed")
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.card_model import CardModel, build_network
+    from deepseg.training.shapes import make_case, shapes_card
+
+    arch = {"monai-unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}, "monai-vnet": None,
+            "render-unet": {"features": [4, 8, 16, 16], "subdivision_points": 256, "train_points": 128}}[fmt]
+    card = shapes_card(fmt, (16, 16, 16), arch)
+    torch.manual_seed(3)
+    model = CardModel(card, [build_network(card).eval()])
+    volume, _ = make_case(np.random.default_rng(5), (24, 40, 36), spacing=(1.2, 0.9, 1.1))
+    ov = segment(model, [volume], device="cpu")  # auto
+    pt = segment(model, [volume], backend="torch", device="cpu")
+    assert ov.provenance["settings"]["backend"] == "openvino" and pt.provenance["settings"]["backend"] == "torch"
+    assert not on_backend(model.networks[0], "openvino").failed
+    dice = _dice(ov.labels.array, pt.labels.array)
+    assert dice and min(dice.values()) >= 0.99, dice
