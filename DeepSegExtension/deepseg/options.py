@@ -53,7 +53,7 @@ class SegmentOptions:
     """How to run a model on one case (the outputs to write are not options: they belong to the call)."""
 
     device: str = _option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    backend: str = _option("auto", metavar="NAME",
+    backend: str = _option("auto", choices=BACKENDS,
                            help="inference backend: auto (OpenVINO on the CPU when installed, else PyTorch), torch, "
                                 "openvino, onnxruntime; compiled networks are cached in the model store")
     tta: bool = _option(False, help="mirroring test-time augmentation (slower, smoother)")
@@ -91,8 +91,6 @@ class SegmentOptions:
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:
                 raise InputError(f"Unknown {f.name} {getattr(self, f.name)!r}.", f"Choose one of: {', '.join(choices)}.")
-        if self.backend not in BACKENDS:
-            raise InputError(f"Unknown inference backend {self.backend!r}.", "Use one of: " + ", ".join(BACKENDS) + ".")
         if self.overlap is not None and not 0 <= self.overlap < 1:
             raise InputError(f"The sliding-window overlap {self.overlap:g} is outside [0, 1).",
                              "Give an overlap such as 0.5 (or 0.25 for speed).")

@@ -181,11 +181,12 @@ def test_card_models_agree_with_torch(fmt):
             "render-unet": {"features": [4, 8, 16, 16], "subdivision_points": 256, "train_points": 128}}[fmt]
     card = shapes_card(fmt, (16, 16, 16), arch)
     torch.manual_seed(3)
-    model = CardModel(card, [build_network(card).eval()])
+    net = build_network(card).eval()
+    model = CardModel(card, {"0": net})
     volume, _ = make_case(np.random.default_rng(5), (24, 40, 36), spacing=(1.2, 0.9, 1.1))
     ov = segment(model, [volume], device="cpu")  # auto
     pt = segment(model, [volume], backend="torch", device="cpu")
     assert ov.provenance["settings"]["backend"] == "openvino" and pt.provenance["settings"]["backend"] == "torch"
-    assert not on_backend(model.networks[0], "openvino").failed
+    assert not on_backend(net, "openvino").failed
     dice = _dice(ov.labels.array, pt.labels.array)
     assert dice and min(dice.values()) >= 0.99, dice

@@ -92,22 +92,22 @@ def test_api_options_object_and_keywords_give_the_same_run(tmp_path, oblique_vol
 
 
 def test_a_new_option_is_one_field(capsys):
-    """What another option (e.g. a backend choice) costs: one field; flag, parsing, checks and argv follow."""
+    """What another option (e.g. a precision choice) costs: one field; flag, parsing, checks and argv follow."""
     import argparse
 
     from deepseg.options import _option
 
     @dataclasses.dataclass(frozen=True)
-    class WithBackend(SegmentOptions):
-        backend: str = _option("auto", choices=("auto", "torch"), help="inference backend")
+    class WithPrecision(SegmentOptions):
+        precision: str = _option("fp32", choices=("fp32", "bf16"), help="compute precision")
 
     parser = argparse.ArgumentParser()
-    WithBackend.add_arguments(parser)
-    chosen = WithBackend.from_args(parser.parse_args(["--backend", "torch", "--tta"]))
-    assert chosen == WithBackend(backend="torch", tta=True) and chosen.to_argv() == ["--tta", "--backend", "torch"]
+    WithPrecision.add_arguments(parser)
+    chosen = WithPrecision.from_args(parser.parse_args(["--precision", "bf16", "--tta"]))
+    assert chosen == WithPrecision(precision="bf16", tta=True) and chosen.to_argv() == ["--tta", "--precision", "bf16"]
     with pytest.raises(SystemExit):
-        parser.parse_args(["--backend", "tensorflow"])
+        parser.parse_args(["--precision", "fp8"])
     assert "invalid choice" in capsys.readouterr().err
-    with pytest.raises(InputError, match="Choose one of: auto, torch"):
-        WithBackend(backend="tensorflow")
-    assert WithBackend(backend="torch").settings()["backend"] == "torch"
+    with pytest.raises(InputError, match="Choose one of: fp32, bf16"):
+        WithPrecision(precision="fp8")
+    assert WithPrecision(precision="bf16").settings()["precision"] == "bf16"
