@@ -36,7 +36,8 @@ COMMANDS: dict[str, dict[str, str]] = {
     "deepseg models remove ID": {"ID": ARCHIVE.lower()},
     # ID_OR_FOLDER, ID: a small local model whose one structure is named "liver"
     "deepseg segment --model ID_OR_FOLDER --input ct.nii.gz [--input t2.nii.gz ...] --output case.seg.nrrd "
-    "[--labelmap case_labels.nii.gz] [--device auto|cpu|cuda|mps] [--tta] [--folds 0,1,2] [--overlap 0.5] "
+    "[--labelmap case_labels.nii.gz] [--device auto|cpu|cuda|mps] [--backend auto|torch|openvino|onnxruntime] "
+    "[--tta] [--folds 0,1,2] [--overlap 0.5] "
     "[--keep-largest] [--min-component-ml 0.1] [--fill-holes] [--structures liver,spleen] [--tg263] "
     "[--uncertainty unc.nii.gz] [--overwrite] [--json]": {"ID_OR_FOLDER": "{model}", CWD: ("", "small")},
     "deepseg explain --model ID --input ct.nii.gz --segment liver --output heat.nii.gz "
