@@ -282,7 +282,7 @@ def test_headless_wrapper_validates_like_slicer(monkeypatch):
     p.method = "hirescam"
     assert p.method == "hirescam"
     with pytest.raises(ValueError, match="must be in one of the following"):
-        p.method = "occlusion"
+        p.method = "saliency"
     with pytest.raises(ValueError, match="within range"):
         p.opacity = 1.5
     assert (p.method, p.opacity) == ("hirescam", 0.5)

@@ -1,9 +1,12 @@
 """DeepSegOAR's parameter node: what the panel shows, saved with the scene."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-from deepseg_slicer.compat import parameterNodeWrapper
+from deepseg.inference.backend_names import BACKENDS
+from deepseg_slicer.compat import Choice, parameterNodeWrapper
 
 
 @parameterNodeWrapper
@@ -18,5 +21,5 @@ class DeepSegOARParameterNode:
     useTG263: bool = True
     fastMode: bool = False
     device: str = "auto"
-    backend: str = "auto"
+    backend: Annotated[str, Choice(BACKENDS)] = "auto"
     showIn3D: bool = True

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-from deepseg_slicer.compat import WithinRange, parameterNodeWrapper
+from deepseg.inference.backend_names import BACKENDS
+from deepseg_slicer.compat import Choice, WithinRange, parameterNodeWrapper
 
 
 @parameterNodeWrapper
@@ -25,5 +26,5 @@ class DeepSegTumorParameterNode:
     keepLargest: bool = False
     fastMode: bool = False
     device: str = "auto"
-    backend: str = "auto"
+    backend: Annotated[str, Choice(BACKENDS)] = "auto"
     showIn3D: bool = True
