@@ -37,20 +37,25 @@ def model_dir() -> Path:
     return trainer_folder(ensure_nnunet_fixture(FIXTURES))
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> Path:
-    """Five small cases (various sizes, spacings, orientations) in nnU-Net naming, and a corrupt one."""
-    folder = tmp_path_factory.mktemp("cohort")
+def _write_cohort(folder: Path, scale: int = 1) -> Path:
+    """Five small cases (various sizes, spacings, orientations) in nnU-Net naming, and a corrupt one;
+    ``scale`` multiplies the in-plane size (more background, so more windows and a longer run)."""
     a = np.deg2rad(15)
     oblique = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     layouts = [((48, 20, 48), (0.8, 2.5, 0.8), None), ((40, 16, 44), (1.0, 3.0, 0.9), oblique),
                ((52, 24, 40), (0.7, 2.0, 1.0), None), ((44, 18, 52), (0.9, 2.8, 0.75), oblique),
                ((40, 22, 40), (0.8, 2.5, 0.8), np.diag([1.0, -1.0, -1.0]))]
     for i, (name, (size, spacing, direction)) in enumerate(zip(GOOD, layouts)):
+        size = (size[0] * scale, size[1], size[2] * scale)
         write_case(folder, name, make_case(500 + i, size_ijk=size, spacing=spacing, direction=direction))
     broken = write_case(folder, "broken", make_case(599, size_ijk=(40, 16, 40)))[0]
     broken.write_bytes(np.random.default_rng(0).bytes(broken.stat().st_size))  # a corrupt file (not a NIfTI)
     return folder
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    return _write_cohort(tmp_path_factory.mktemp("cohort"))
 
 
 def _rows(out: Path) -> list[dict]:
@@ -136,9 +141,12 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "deepseg", "batch", *args]
 
 
-def test_ctrl_c_keeps_finished_cases_and_the_same_command_resumes(model_dir, cohort, tmp_path):
+def test_ctrl_c_keeps_finished_cases_and_the_same_command_resumes(model_dir, tmp_path):
     import psutil
 
+    # cases 4x larger in-plane than the shared cohort (about 16x the windows), so that on a quiet machine the
+    # rest of the cohort still takes many seconds when the interrupt is sent after the first finished case
+    cohort = _write_cohort(tmp_path / "cohort", scale=4)
     out = tmp_path / "out"
     command = _cli("--model", str(model_dir), "--inputs", str(cohort), "--output-dir", str(out), "--workers", "2",
                    *FAST, "--progress", "lines")
