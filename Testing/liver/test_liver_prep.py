@@ -7,7 +7,8 @@ import pytest
 
 from deepseg.errors import StoreError
 from deepseg.models import liver_prep as lp
-from deepseg.models.pypi_source import fetch_wheel_member, find_wheel, sha256_of
+from deepseg.models.download import sha256_file
+from deepseg.models.pypi_source import fetch_wheel_member, find_wheel
 from deepseg.volume import Volume
 
 
@@ -69,7 +70,7 @@ def test_fetch_wheel_member_checks_and_reuses(tmp_path, liver_wheels):
     assert wheel is not None
     member = "pyliverlesionseg/architectures/__init__.py"
     dest = fetch_wheel_member("pyliverlesionseg", "0.3", member, tmp_path / "a.py", wheel_dir=WHEELS)
-    digest = sha256_of(dest)
+    digest = sha256_file(dest)
     assert fetch_wheel_member("pyliverlesionseg", "0.3", member, dest, sha256=digest, wheel_dir=WHEELS) == dest
     with pytest.raises(StoreError, match="SHA-256"):
         fetch_wheel_member("pyliverlesionseg", "0.3", member, tmp_path / "b.py", sha256="0" * 64, wheel_dir=WHEELS)

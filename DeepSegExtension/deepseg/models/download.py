@@ -42,7 +42,8 @@ def human_size(n: Optional[int]) -> str:
     return f"{size / 1000:.1f} TB"
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: "str | Path") -> str:
+    """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):

