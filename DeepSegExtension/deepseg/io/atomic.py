@@ -129,8 +129,7 @@ def _claim(final: Path) -> Path:
         except FileExistsError:
             owner = _owner(lock)
             if attempt == 0 and owner.get("host") == socket.gethostname() and not _alive(owner.get("pid")):
-                with contextlib.suppress(OSError):
-                    lock.unlink()
+                _take_over(lock, owner)
                 continue
             raise InputError(f"Output {final} is being written by another DeepSeg run (process {owner.get('pid', '?')} "
                              f"on {owner.get('host', '?')}, since {owner.get('started', '?')}).",
@@ -144,6 +143,25 @@ def _claim(final: Path) -> Path:
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
         return lock
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _take_over(lock: Path, stale: dict) -> None:
+    """Delete ``lock`` if it still holds the ``stale`` claim (read before).  Done under a second,
+    exclusively created file, so that of two runs taking over one stale claim, the later one never
+    deletes the claim the earlier one has just made in its place."""
+    guard = lock.with_name(f"{lock.name}.takeover")
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return  # another run is taking it over now: the next attempt meets its claim
+    try:
+        if _owner(lock) == stale:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            guard.unlink()
 
 
 def _owner(lock: Path) -> dict:

@@ -1,0 +1,56 @@
+"""Output claims (``deepseg.io.atomic``): one winner, also when two runs take over the same stale claim."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from deepseg.errors import InputError
+from deepseg.io import atomic
+from deepseg.io.atomic import AtomicOutputs, lock_path
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_two_runs_taking_over_one_stale_claim_leave_one_owner(tmp_path, monkeypatch):
+    """Run B reads a claim left by a dead process; before B acts on it, run A takes the claim over and
+    makes its own.  B must then be refused, not delete A's fresh claim and proceed next to A.
+
+    The interleaving is forced by wrapping ``_alive`` (B's check of the dead owner): the wrapper runs A's
+    whole claim first, then answers with the real ``_alive``."""
+    final = (tmp_path / "o.seg.nrrd").resolve()
+    lock = lock_path(final)
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "started": "earlier"}))
+    real_alive = atomic._alive
+    first_run = AtomicOutputs(overwrite=False)
+    calls = []
+
+    def b_pauses_while_a_takes_over(pid):
+        calls.append(pid)
+        if len(calls) == 1:  # B has read the stale claim: A runs now, start to end of its claim
+            first_run.reserve(final)
+        return real_alive(pid)
+
+    monkeypatch.setattr(atomic, "_alive", b_pauses_while_a_takes_over)
+    with pytest.raises(InputError, match="being written by another DeepSeg run"):
+        AtomicOutputs(overwrite=False).reserve(final)
+    assert lock.exists() and first_run._locks == {final: lock}  # A still holds its claim
+    first_run.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no claim or take-over file left
+
+
+def test_stale_claim_is_taken_over_and_released(tmp_path):
+    final = (tmp_path / "o.nii.gz").resolve()
+    lock_path(final).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    with AtomicOutputs(overwrite=False).reserve(final) as out:
+        owner = json.loads(lock_path(final).read_text())
+        out.add(final, lambda p: p.write_text("x"))
+    assert owner["pid"] == os.getpid() and final.read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.nii.gz"]
