@@ -146,3 +146,26 @@ def test_progress_bar_and_lines(capsys):
     lines(CohortProgress(total=4, done=1))
     lines(CohortProgress(total=4, done=1, running=2))  # unchanged count: no second line
     assert capsys.readouterr().err == "PROGRESS batch 1/4\n"
+
+
+def test_second_batch_on_the_same_output_folder_is_refused(tmp_path):
+    """While a run holds the cohort folder (another process), a second run is refused before any work."""
+    import subprocess
+    import sys
+
+    import deepseg
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from deepseg.cohort.run import _exclusive; "
+                               "from pathlib import Path; lock = _exclusive(Path(sys.argv[1])).__enter__(); "
+                               "print('held', flush=True); sys.stdin.read()", str(out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="Another deepseg batch is writing") as err:
+            deepseg.batch(tmp_path / "no-model", tmp_path / "no-inputs", out)
+        assert "--output-dir" in err.value.fix
+    finally:
+        holder.communicate("")
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written but the lock

@@ -160,3 +160,19 @@ def test_cycle_finder_sees_lazy_imports_and_package_inits(tmp_path):
     graph = import_graph(tmp_path, "p")
     assert sorted(find_cycles(graph)) == [["p.a", "p.b"], ["p.c", "p.sub"]]
     assert graph["p.e"] == {"p.sub", "p.sub.d"}
+
+
+POSIX_ONLY = {"fcntl", "termios", "pwd", "grp", "resource"}
+
+
+def test_no_module_needs_a_posix_only_module_to_load():
+    """Slicer runs on Windows too: a POSIX-only module may be imported lazily or under ``try``, never as a
+    plain module-level import (which would make the whole module fail to load there)."""
+    found = []
+    for package in (PACKAGE, "deepseg_slicer"):
+        for module, (path, _) in module_files(ROOT, package).items():
+            for node in ast.parse(path.read_text(), str(path)).body:  # module level, outside try
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                found += [f"{module}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in POSIX_ONLY]
+    assert not found, found

@@ -6,7 +6,6 @@ the scheduling, worker restarts and memory limits; every task runs ``task.run_ca
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -271,23 +270,27 @@ def _resolve_model(model: "str | Path") -> str:
 
 
 class _exclusive:
-    """Hold ``OUT/.lock`` so two runs never write the same cohort folder at once."""
+    """Hold ``OUT/.lock`` so two runs never write the same cohort folder at once (``filelock``: fcntl on
+    POSIX, msvcrt on Windows; the OS drops the lock when its process dies)."""
 
     def __init__(self, out: Path) -> None:
+        from filelock import FileLock
+
         self.path = out / ".lock"
+        self.lock = FileLock(str(self.path))
 
     def __enter__(self):
-        self.fh = open(self.path, "w")
+        from filelock import Timeout
+
         try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self.fh.close()
+            self.lock.acquire(timeout=0)
+        except Timeout as exc:
             raise InputError(f"Another deepseg batch is writing to {self.path.parent}.",
                              "Wait for it to finish or choose another --output-dir.") from exc
         return self
 
     def __exit__(self, *exc) -> None:
-        self.fh.close()
+        self.lock.release()
 
 
 def _worker_stats(rows) -> dict:
