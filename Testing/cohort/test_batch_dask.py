@@ -22,10 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("distributed")
-pytest.importorskip("nnunetv2")
-
-from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case, trainer_folder, write_case  # noqa: E402
+from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case, trainer_folder, write_case
 
 FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures"
 GOOD = ["c1", "c2", "c3", "c4", "c5"]
