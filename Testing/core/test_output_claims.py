@@ -54,3 +54,14 @@ def test_stale_claim_is_taken_over_and_released(tmp_path):
         out.add(final, lambda p: p.write_text("x"))
     assert owner["pid"] == os.getpid() and final.read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.nii.gz"]
+
+
+@pytest.mark.parametrize("name, instead", [("o.mhd", "o.mha"), ("labels.nhdr", "labels.nrrd")])
+def test_detached_header_outputs_are_refused_at_the_claim(tmp_path, name, instead):
+    """A .mhd/.nhdr header keeps its voxels in a second file that SimpleITK names after the temporary
+    header (``.o.mhd.<id>.partial.zraw``): renaming the header into place would leave the data under a
+    hidden "partial" name, never cleaned up or replaced.  Such outputs are refused before any work."""
+    with pytest.raises(InputError, match="second file") as err:
+        AtomicOutputs().reserve(tmp_path / name)
+    assert instead in err.value.fix
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,9 @@ from typing import Callable
 
 from ..errors import InputError
 
+# detached-header formats (header + data file) -> the one-file format with the same content
+SINGLE_FILE = {".mhd": ".mha", ".nhdr": ".nrrd"}
+
 
 def full_suffix(path: Path) -> str:
     """``.seg.nrrd``, ``.nii.gz``... (the part the writers look at), or the plain suffix."""
@@ -50,6 +53,12 @@ class AtomicOutputs:
             if path is None:
                 continue
             final = _final(path)
+            single = SINGLE_FILE.get(full_suffix(final).lower())
+            if single:
+                raise InputError(f"Output {final} would keep its voxels in a second file, which cannot be "
+                                 "written and moved into place with the header in one step.",
+                                 f"Write {final.name[: -len(full_suffix(final))]}{single} instead: the same "
+                                 "image in one file.")
             if final.exists() and not self.overwrite:
                 raise InputError(f"Output {final} already exists.", "Choose another path or pass --overwrite.")
             if not final.parent.is_dir():
