@@ -164,3 +164,29 @@ def test_existing_output_kept_and_no_claim_left(model_folder, image, tmp_path, c
     code, err = _segment(model_folder, image, out, capsys)
     assert code == 2 and "already exists" in err
     assert sorted(p.name for p in out.iterdir()) == ["o.nii.gz"] and (out / "o.nii.gz").read_text() == "existing"
+
+
+@pytest.mark.parametrize("existing", ["heat.nii.gz", "unc.nii.gz"])
+def test_explain_refuses_an_existing_output_before_any_work(model_folder, image, tmp_path, capsys, existing):
+    """``deepseg explain`` claims its outputs at the start, as ``segment`` does: an existing heat map or
+    uncertainty map (without --overwrite) is refused before the model is loaded, not after the run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / existing).write_text("existing")
+    code = main(["explain", "--model", str(model_folder), "--input", str(image), "--segment", "target",
+                 "--output", str(out / "heat.nii.gz"), "--uncertainty", str(out / "unc.nii.gz"), "--device", "cpu",
+                 "--progress", "lines"])
+    err = capsys.readouterr().err
+    assert code == 2 and "already exists" in err and "--overwrite" in err, err
+    assert "PROGRESS" not in err  # refused before loading the model
+    assert sorted(p.name for p in out.iterdir()) == [existing] and (out / existing).read_text() == "existing"
+
+
+def test_explain_writes_both_maps_and_leaves_no_claim(model_folder, image, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["explain", "--model", str(model_folder), "--input", str(image), "--segment", "target",
+                 "--output", str(out / "heat.nii.gz"), "--uncertainty", str(out / "unc.nii.gz"), "--device", "cpu",
+                 "--progress", "none"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["heat.nii.gz", "unc.nii.gz"]

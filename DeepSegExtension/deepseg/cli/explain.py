@@ -57,36 +57,19 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in ("input", "segment", "output") if not getattr(args, n)]
     if missing:
         raise SystemExit(f"deepseg explain: give {', '.join(missing)} (or --list-layers)")
-    from ..explain import explain
-    from ..inference.uncertainty import uncertainty_summary
     from ..io import AtomicOutputs, write_volume
-    from ..models.loaders import load_model
     from ..progress import Progress
 
     options = SegmentOptions.from_args(args)
-    progress = Progress(progress_callback(args.progress), args.cancel)
-    model = load_model(args.model, folds=options.folds)
-    options = options.replace(folds=None)  # the loader selected them
-    result = explain(model, args.input, args.segment, method=args.method, layer=args.layer, region=args.region,
-                     options=options, progress=progress)
-    summary = {"outputs": {}, **result.info}
-    unc = result.uncertainty
-    if unc is not None:
-        summary["uncertainty"] = uncertainty_summary(unc)
-    if args.faithfulness:
-        from ..explain.faithfulness import evaluate_map, model_segmenter
-        from ..inference.channels import load_channels
-
-        channels, _ = load_channels(list(args.input), model.card)
-        progress.stage("faithfulness")
-        score = evaluate_map(model_segmenter(model, options.device, args.cancel), channels, result.labels.array,
-                             result.info["value"], result.heatmap.array, removal=args.removal, step=progress.step)
-        summary["faithfulness"] = score.to_json()
-    with AtomicOutputs(overwrite=options.overwrite) as out:
+    unc_path = None if isinstance(options.uncertainty, bool) else options.uncertainty
+    # outputs claimed before any work, as `deepseg segment` does: existing or unwritable ones are refused now
+    with AtomicOutputs(overwrite=options.overwrite).reserve(args.output, unc_path) as out:
+        result, summary = _explain(args, options, Progress(progress_callback(args.progress), args.cancel))
+        unc = result.uncertainty
         summary["outputs"]["heatmap"] = str(out.add(args.output, lambda p: write_volume(result.heatmap, p)))
-        if unc is not None and not isinstance(options.uncertainty, bool):
+        if unc is not None and unc_path is not None:
             vol = unc.maps[unc.primary]
-            summary["outputs"]["uncertainty"] = str(out.add(options.uncertainty, lambda p: write_volume(vol, p)))
+            summary["outputs"]["uncertainty"] = str(out.add(unc_path, lambda p: write_volume(vol, p)))
         args.cancel.raise_if_cancelled()
     source = f" from layer(s) {', '.join(result.info['layers'])}" if result.info["layers"] else ""
     lines = [f"{result.info['method']} map of '{result.info['segment']}'{source}"]
@@ -102,3 +85,29 @@ def run(args: argparse.Namespace) -> int:
     lines += [f"wrote {v}" for v in summary["outputs"].values()]
     emit(summary, args.json, "\n".join(lines))
     return 0
+
+
+def _explain(args: argparse.Namespace, options: SegmentOptions, progress):
+    """Load the model and explain the segment (and score the map with --faithfulness): the result and
+    its JSON summary."""
+    from ..explain import explain
+    from ..inference.uncertainty import uncertainty_summary
+    from ..models.loaders import load_model
+
+    model = load_model(args.model, folds=options.folds)
+    options = options.replace(folds=None)  # the loader selected them
+    result = explain(model, args.input, args.segment, method=args.method, layer=args.layer, region=args.region,
+                     options=options, progress=progress)
+    summary = {"outputs": {}, **result.info}
+    if result.uncertainty is not None:
+        summary["uncertainty"] = uncertainty_summary(result.uncertainty)
+    if args.faithfulness:
+        from ..explain.faithfulness import evaluate_map, model_segmenter
+        from ..inference.channels import load_channels
+
+        channels, _ = load_channels(list(args.input), model.card)
+        progress.stage("faithfulness")
+        score = evaluate_map(model_segmenter(model, options.device, args.cancel), channels, result.labels.array,
+                             result.info["value"], result.heatmap.array, removal=args.removal, step=progress.step)
+        summary["faithfulness"] = score.to_json()
+    return result, summary
