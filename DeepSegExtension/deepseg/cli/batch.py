@@ -6,7 +6,7 @@ import sys
 
 from ..options import SegmentOptions
 from ..progress import progress_line
-from .common import add_progress_option, emit
+from .common import add_progress_option, bar_text, emit, progress_mode
 
 # every run option of `deepseg segment` but the uncertainty map (a per-case review tool)
 BATCH_OPTIONS = tuple(name for name in SegmentOptions.names() if name != "uncertainty")
@@ -45,8 +45,7 @@ def register(sub) -> None:
 
 def progress_display(mode: str):
     """``bar``: one updating line with done/failed/running and the ETA; ``lines``: ``PROGRESS batch n/N``."""
-    if mode == "auto":
-        mode = "bar" if sys.stderr.isatty() else "lines"
+    mode = progress_mode(mode)
     if mode == "none":
         return None
     last = [-1]
@@ -57,9 +56,8 @@ def progress_display(mode: str):
                 last[0] = state.finished
                 print(progress_line("batch", state.finished, state.total), file=sys.stderr, flush=True)
             return
-        filled = int(30 * state.finished / max(1, state.total))
         eta = "" if state.eta_s is None else f" ETA {int(state.eta_s // 60)}m{int(state.eta_s % 60):02d}s"
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {state.finished}/{state.total}  done {state.done}"
+        sys.stderr.write(f"\r{bar_text(state.finished, state.total)} {state.finished}/{state.total}  done {state.done}"
                          f"  failed {state.failed}  skipped {state.skipped}  running {state.running}{eta}   ")
         if state.finished == state.total:
             sys.stderr.write("\n")

@@ -12,10 +12,20 @@ def add_progress_option(parser) -> None:
                         help="progress on stderr: a bar for people, PROGRESS lines for programs (default: bar on a terminal)")
 
 
+def progress_mode(mode: str) -> str:
+    """``--progress``'s mode, ``auto`` resolved: a bar on a terminal, else ``lines``."""
+    return ("bar" if sys.stderr.isatty() else "lines") if mode == "auto" else mode
+
+
+def bar_text(done: int, total: int, width: int = 30) -> str:
+    """``[####......]``: the part of the bar that ``done`` of ``total`` fills."""
+    filled = int(width * done / max(1, total))
+    return f"[{'#' * filled}{'.' * (width - filled)}]"
+
+
 def progress_callback(mode: str):
     """The callback for ``--progress``; ``lines`` prints ``PROGRESS <stage> <done>/<total>`` (parsed by Slicer)."""
-    if mode == "auto":
-        mode = "bar" if sys.stderr.isatty() else "lines"
+    mode = progress_mode(mode)
     if mode == "none":
         return None
     if mode == "lines":
@@ -23,8 +33,7 @@ def progress_callback(mode: str):
 
     def bar(stage: str, done: int, total: int) -> None:
         if total:
-            filled = int(30 * done / total)
-            sys.stderr.write(f"\r{stage:<11} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+            sys.stderr.write(f"\r{stage:<11} {bar_text(done, total)} {done}/{total}")
             if done == total:
                 sys.stderr.write("\n")
         else:
