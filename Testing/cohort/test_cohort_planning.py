@@ -169,3 +169,17 @@ def test_second_batch_on_the_same_output_folder_is_refused(tmp_path):
     finally:
         holder.communicate("")
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written but the lock
+
+
+def test_cohort_table_write_failure_keeps_the_last_table_and_no_temporary_file(tmp_path):
+    from deepseg.cohort.table import CohortTable
+
+    table = CohortTable(tmp_path, ["a", "b"])
+    table.add({"case": "a", "status": "done", "volumes": [{"name": "liver", "volume_ml": 1.5}]})
+    table.write()
+    before = (tmp_path / "cohort.csv").read_text()
+    table.add({"case": "b", "status": "done", "volumes": [{"name": "liver"}]})  # a row the writer cannot use
+    with pytest.raises(KeyError):
+        table.write()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv"]
+    assert (tmp_path / "cohort.csv").read_text() == before and "liver_mL" in before

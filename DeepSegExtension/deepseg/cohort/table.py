@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
+
+from ..io.atomic import write_atomically
 
 COLUMNS = ["case", "status", "seconds", "worker", "attempts", "error", "fix"]
 
@@ -34,15 +35,16 @@ class CohortTable:
         if now - self._written < at_most_every_s:
             return
         self._written = now
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        with open(tmp, "w", newline="") as fh:
+        write_atomically(self.path, self._write_csv)
+
+    def _write_csv(self, path: Path) -> None:
+        with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(COLUMNS + [f"{s}_mL" for s in self._structures])
             for name in sorted(self.rows, key=lambda n: self._order.get(n, len(self._order))):
                 row = self.rows[name]
                 volumes = {v["name"]: v["volume_ml"] for v in row.get("volumes", [])}
                 writer.writerow([row.get(c, "") for c in COLUMNS] + [volumes.get(s, "") for s in self._structures])
-        os.replace(tmp, self.path)
 
     def counts(self) -> dict[str, int]:
         out = {"done": 0, "failed": 0, "skipped": 0}
@@ -57,7 +59,4 @@ def write_provenance(out_dir: Path, document: dict, workers: Optional[dict] = No
     doc = dict(document)
     if workers is not None:
         doc["workers"] = workers
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(doc, indent=2, default=str)))

@@ -30,6 +30,21 @@ def full_suffix(path: Path) -> str:
     return path.suffix
 
 
+def write_atomically(path: "str | Path", write: Callable[[Path], None]) -> Path:
+    """Write one file through a hidden temporary sibling renamed over ``path`` (readers never see half a
+    file; on failure the temporary file is removed and ``path`` is unchanged).  No claim, no overwrite
+    check: for files a job owns and rewrites, such as a table kept up to date."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial{full_suffix(path)}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return path
+
+
 class AtomicOutputs:
     """Claim outputs at the start of a job, write each to a temporary sibling, move them all in at the end.
 
