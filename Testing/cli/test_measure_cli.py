@@ -118,3 +118,15 @@ def test_empty_segment_of_a_seg_nrrd_is_measured_as_zero_with_a_note(case, capsy
     rc = main(["measure", "--segmentation", str(d / "liver.nii.gz"), "--labels", str(d / "labels.json"),
                "--output", str(d / "c.csv"), "--progress", "none"])
     assert rc == 0 and [r["segment"] for r in _rows(d / "c.csv")] == ["liver"]
+
+
+def test_measure_refuses_an_existing_side_table_before_measuring(case, capsys):
+    """The comparison table written beside the output exists: refused at the start (no progress yet),
+    as every output of segment/explain is, and nothing is written."""
+    d, _ = case
+    (d / "table_comparison.csv").write_text("keep")
+    rc = main(["measure", "--segmentation", str(d / "seg.nii.gz"), "--reference", str(d / "fu.nii.gz"),
+               "--output", str(d / "table.csv"), "--progress", "lines"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "table_comparison.csv already exists" in err and "PROGRESS" not in err, err
+    assert not (d / "table.csv").exists() and (d / "table_comparison.csv").read_text() == "keep"

@@ -58,20 +58,49 @@ def _only_present(path: str, labels_file: "str | None", args: argparse.Namespace
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import AtomicOutputs, read_volume
+    from ..io import AtomicOutputs
+    from ..measure.table import table_json, write_csv, write_json
+    from ..progress import Progress
+
+    output = Path(args.output)
+    kinds = ["measurements"] + (["comparison"] if args.reference else []) + (["followup", "lesions"] if args.followup else [])
+    paths = _outputs(output, kinds)
+    # outputs claimed before any work, as segment/explain do: existing or unwritable ones are refused now
+    with AtomicOutputs(overwrite=args.overwrite).reserve(*paths.values()) as out:
+        progress = Progress(progress_callback(args.progress), args.cancel)
+        result, tables = _measure(args, progress)
+        documents = {kind: table_json(r, s) for kind, (r, s) in tables.items()}
+        for kind, (r, s) in tables.items():
+            if output.suffix.lower() == ".json":
+                out.add(paths[kind], lambda tmp, d=documents[kind]: write_json(d, tmp))
+            else:
+                out.add(paths[kind], lambda tmp, r=r, s=s: write_csv(r, s, tmp))
+    result.update(outputs={k: str(v) for k, v in paths.items()}, tables=documents, timings_s=progress.timings)
+    lines = [f"{r['label_value']:>5}  {r['segment']:<32} {r['volume_mL']:>10.2f} mL" for r in tables["measurements"][0]]
+    if "comparison" in tables:
+        lines += [f"{r['segment'] or r['reference_segment']:<32} Dice {r['dice']:.3f}  HD95 {r.get('hd95_mm', '-')}"
+                  for r in tables["comparison"][0]]
+    if "response" in result:
+        lines.append(f"volumetric response: {result['response']['category']}")
+    lines += [f"wrote {p}" for p in paths.values()]
+    emit(result, args.json, "\n".join(lines))
+    return 0
+
+
+def _measure(args: argparse.Namespace, progress) -> tuple[dict, dict]:
+    """Measure the segmentation (and compare with --reference, follow up with --followup): the result
+    summary and the tables by kind, each (rows, column spec)."""
+    from ..io import read_volume
     from ..measure import read_segmentation
     from ..measure.compare import compare_segmentations
     from ..measure.followup import followup_change
     from ..measure.grid import resample_labels
-    from ..measure.table import measure_segmentation, table_json, write_csv, write_json
-    from ..progress import Progress
+    from ..measure.table import measure_segmentation
 
-    progress = Progress(progress_callback(args.progress), args.cancel)
     labels, info = read_segmentation(args.segmentation, args.labels, only_present=_only_present(args.segmentation,
                                                                                                args.labels, args))
     image = read_volume(args.image) if args.image else None
-    rows, spec = measure_segmentation(labels, info, image, args.modality, progress)
-    tables = {"measurements": (rows, spec)}
+    tables = {"measurements": measure_segmentation(labels, info, image, args.modality, progress)}
     result: dict = {"segmentation": args.segmentation, "coordinates": "LPS (patient, DICOM/ITK)"}
     if args.reference:
         ref, ref_info = read_segmentation(args.reference, args.reference_labels,
@@ -92,22 +121,4 @@ def run(args: argparse.Namespace) -> int:
         tables["followup"] = (change["structures"], STRUCTURE_CHANGE)
         tables["lesions"] = (change["lesions"], LESIONS)
         result["response"] = change["response"]
-    output = Path(args.output)
-    paths = _outputs(output, list(tables))
-    documents = {kind: table_json(r, s) for kind, (r, s) in tables.items()}
-    with AtomicOutputs(overwrite=args.overwrite) as out:
-        for kind, (r, s) in tables.items():
-            if output.suffix.lower() == ".json":
-                out.add(paths[kind], lambda tmp, d=documents[kind]: write_json(d, tmp))
-            else:
-                out.add(paths[kind], lambda tmp, r=r, s=s: write_csv(r, s, tmp))
-    result.update(outputs={k: str(v) for k, v in paths.items()}, tables=documents, timings_s=progress.timings)
-    lines = [f"{r['label_value']:>5}  {r['segment']:<32} {r['volume_mL']:>10.2f} mL" for r in rows]
-    if "comparison" in tables:
-        lines += [f"{r['segment'] or r['reference_segment']:<32} Dice {r['dice']:.3f}  HD95 {r.get('hd95_mm', '-')}"
-                  for r in tables["comparison"][0]]
-    if "response" in result:
-        lines.append(f"volumetric response: {result['response']['category']}")
-    lines += [f"wrote {p}" for p in paths.values()]
-    emit(result, args.json, "\n".join(lines))
-    return 0
+    return result, tables
