@@ -190,3 +190,15 @@ def test_explain_writes_both_maps_and_leaves_no_claim(model_folder, image, tmp_p
                  "--progress", "none"])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["heat.nii.gz", "unc.nii.gz"]
+
+
+def test_export_refuses_an_existing_output_before_reading_anything(tmp_path, capsys):
+    """``deepseg export`` claims its DICOM outputs first: with an existing RT-STRUCT the refusal comes
+    before the (here missing) segmentation and reference series are read."""
+    (tmp_path / "rt.dcm").write_text("keep")
+    code = main(["export", "--segmentation", str(tmp_path / "missing.seg.nrrd"), "--reference-dicom",
+                 str(tmp_path / "no_series"), "--dicom-seg", str(tmp_path / "seg.dcm"), "--rtstruct",
+                 str(tmp_path / "rt.dcm")])
+    err = capsys.readouterr().err
+    assert code == 2 and "rt.dcm already exists" in err and "--overwrite" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rt.dcm"] and (tmp_path / "rt.dcm").read_text() == "keep"

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.dicom_seg or args.rtstruct):
         raise InputError("Nothing to export.", "Give --dicom-seg OUT.dcm and/or --rtstruct OUT.dcm.")
-    labels, info = read_segmentation(args.segmentation, args.labels, only_present=True)
-    ref = read_reference_series(args.reference_dicom, repair=args.repair_uids)
-    summary: dict = {"reference_series": str(args.reference_dicom), "reference_repairs": ref.repairs}
-    with AtomicOutputs(overwrite=args.overwrite) as out:
+    # outputs claimed before any work, as the other commands do: existing or unwritable ones are refused now
+    with AtomicOutputs(overwrite=args.overwrite).reserve(args.dicom_seg, args.rtstruct) as out:
+        labels, info = read_segmentation(args.segmentation, args.labels, only_present=True)
+        ref = read_reference_series(args.reference_dicom, repair=args.repair_uids)
+        summary: dict = {"reference_series": str(args.reference_dicom), "reference_repairs": ref.repairs}
         if args.dicom_seg:
             out.add(args.dicom_seg, lambda tmp: summary.__setitem__(
                 "dicom_seg", write_dicom_seg(tmp, labels, info, ref, automatic=not args.manual,
