@@ -215,3 +215,5 @@ def test_written_volume_round_trips_through_the_checks(tmp_path):
         back = read_volume(tmp_path / f"v{suffix}")
         assert back.spacing == pytest.approx(SPACING, abs=1e-5)
         assert np.allclose(back.direction, direction, atol=1e-5)
+        assert back.origin == pytest.approx(vol.origin, abs=1e-4), suffix
+        assert np.array_equal(back.array, vol.array), suffix
