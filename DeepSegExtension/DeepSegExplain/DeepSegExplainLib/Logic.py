@@ -53,7 +53,8 @@ class DeepSegExplainLogic(DeepSegLogicBase):
                 threshold: Optional[float] = None, wait: bool = False, onProgress=None, onLog=None, onDone=None):
         """Heat map (and uncertainty map) of one segment; with ``wait`` returns
         ``{"heatmap": node, "uncertainty": node or None}``."""
-        options = SegmentOptions(device=device, tta=True, uncertainty=uncertainty)
+        # mirroring TTA only for the uncertainty map (its members); the heat map explains one prediction
+        options = SegmentOptions(device=device, tta=bool(uncertainty), uncertainty=uncertainty)
         request = ExplainRequest(model, list(inputNodes), segmentationNode, segmentId, method=method,
                                  options=options, colormap=colormap, threshold=threshold)
         return self.run(ExplainTask(request, self.scene, **self.task_options(onProgress, onLog, onDone)), wait)
