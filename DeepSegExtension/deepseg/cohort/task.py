@@ -4,7 +4,8 @@ model (loaded once per worker process) and move the finished case folder into pl
 A case is written into ``OUT/.partial/<case>-<id>/`` and renamed to ``OUT/<case>/`` only when every file
 is there, so a killed worker or Ctrl-C never leaves a partial ``OUT/<case>/``, and a case run twice (a
 worker that was presumed dead) can only land once.  ``OUT/<case>/batch.json`` records the sha256 of the
-inputs and of the settings, which is how a re-run recognises finished cases.
+inputs and of the settings and the case's files, which is how a re-run recognises finished cases (a case
+whose files were deleted since is made again).
 """
 from __future__ import annotations
 
@@ -145,9 +146,10 @@ def run_case(case: Case, job: Job) -> dict:
         digest = input_sha256(case.inputs)
         final = out / case.name
         previous = read_record(final)
-        if previous and previous["input_sha256"] == digest and previous["settings_sha256"] == job.settings_sha256:
+        same = bool(previous) and previous["input_sha256"] == digest and previous["settings_sha256"] == job.settings_sha256
+        if same and not _missing_outputs(final, previous):
             row.update(status="skipped", volumes=previous["volumes"])
-        elif final.exists() and not job.options.overwrite:
+        elif final.exists() and not same and not job.options.overwrite:  # same run, outputs missing: made again
             why = "other inputs or settings" if previous else "something other than deepseg batch"
             raise InputError(f"{final} already holds results made from {why}.",
                              "Pass --overwrite to replace them, or choose another --output-dir.")
@@ -156,6 +158,7 @@ def run_case(case: Case, job: Job) -> dict:
             volumes = _segment(case, job, cache, stage, ClusterCancel(job.cancel_event))
             (stage / RECORD).write_text(json.dumps({
                 "case": case.name, "inputs": list(case.inputs), "input_sha256": digest,
+                "files": sorted(p.name for p in stage.iterdir()),
                 "settings_sha256": job.settings_sha256, "volumes": volumes, "worker": worker.address,
                 "seconds": round(time.perf_counter() - started, 3), "finished": time.time()}, indent=2))
             _publish(stage, final, out)
@@ -181,6 +184,11 @@ def read_record(folder: Path) -> Optional[dict]:
         return json.loads((folder / RECORD).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _missing_outputs(folder: Path, record: dict) -> list[str]:
+    """The case's output files (listed in its record) that are no longer in its folder."""
+    return [name for name in record.get("files", []) if not (folder / name).is_file()]
 
 
 def _segment(case: Case, job: Job, cache: ModelCache, stage: Path, cancel: CancelToken) -> list[dict]:
