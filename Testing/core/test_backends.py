@@ -122,3 +122,29 @@ def test_a_network_that_does_not_convert_runs_in_torch_with_a_notice(backend, ca
     assert len(notices) == 1 and f"did not convert to {backend}" in notices[0] and "\n" not in notices[0]
     with torch.inference_mode():
         assert torch.equal(y, net(x))
+
+
+@pytest.mark.skipif(not backends.installed("openvino"), reason="openvino is not installed")
+def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_result():
+    """Many patches: OpenVINO runs one stream per thread (two here), patches in flight at once, and the
+    stitched logits equal PyTorch's sliding window (with mirroring and Gaussian weighting)."""
+    import numpy as np
+
+    from deepseg.inference.sliding_window import predict_sliding_window
+    from deepseg.models.base import WindowSpec
+
+    net = small_unet(3)
+    image = np.random.default_rng(0).normal(size=(1, 24, 56, 48)).astype(np.float32)
+    window = WindowSpec((16, 32, 32), 0.5, "gaussian", (0, 1, 2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="torch")
+        got = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="openvino")
+    finally:
+        torch.set_num_threads(threads)
+    wrapped = on_backend(net, "openvino")
+    assert wrapped.failed is None
+    runners = list(wrapped._runners.values())
+    assert [r.compiled.get_property("NUM_STREAMS") for r in runners] == [2]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

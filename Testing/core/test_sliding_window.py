@@ -148,3 +148,67 @@ def test_mirrorings_in_one_batch_equal_one_call_each():
     assert calls == [16] + [2] * 8
     torch.testing.assert_close(together, separate, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(together, unflipped, atol=1e-3)  # the mirrorings really differ
+
+
+def test_in_order_runs_jobs_concurrently_keeps_their_order_and_stops_early():
+    """``in_order`` (patches in flight on several OpenVINO streams): results in item order although later
+    jobs finish first, never more than ``workers`` running, errors reach the caller, and closing it early
+    (Cancel) drops the queued jobs."""
+    import threading
+    import time
+
+    from deepseg.inference.sliding_window import in_order
+
+    running, most, lock = [0], [0], threading.Lock()
+    both = threading.Barrier(2, timeout=10)  # the first two jobs only finish when they run at the same time
+
+    def job(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        if i < 2:
+            both.wait()
+        time.sleep(0.01 * (5 - i % 5))  # later items finish sooner
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(in_order(job, range(12), 2)) == [i * i for i in range(12)]
+    assert most[0] == 2
+    assert list(in_order(lambda i: -i, range(3), 1)) == [0, -1, -2]
+
+    def failing(i):
+        if i == 3:
+            raise ValueError("patch 3 failed")
+        return i
+
+    with pytest.raises(ValueError, match="patch 3"):
+        list(in_order(failing, range(8), 2))
+
+    started = []
+
+    def slow(i):
+        started.append(i)
+        time.sleep(0.05)
+        return i
+
+    results = in_order(slow, range(50), 2)
+    assert next(results) == 0
+    results.close()  # what a Cancel during accumulation does
+    assert len(started) <= 4  # the running and the one queued job, not the other 46
+
+
+@pytest.mark.parametrize("tile", [(16, 32, 32), (24, 80, 80), (7, 9, 5), (1, 64, 48)])
+def test_gaussian_weights_equal_nnunets_3d_filtered_impulse(tile):
+    """The separable construction gives exactly nnU-Net's map: a 3-D Gaussian-filtered centred impulse
+    (sigma = tile / 8), scaled to a peak of 10, zeros replaced by the smallest positive weight."""
+    from scipy.ndimage import gaussian_filter
+
+    from deepseg.inference.sliding_window import blend_weights
+
+    impulse = np.zeros(tile)
+    impulse[tuple(t // 2 for t in tile)] = 1.0
+    g = gaussian_filter(impulse, [t / 8 for t in tile], mode="constant", cval=0)
+    g = g / g.max() * 10.0
+    g[g == 0] = g[g > 0].min()
+    np.testing.assert_array_equal(blend_weights(tile, "gaussian", torch.device("cpu")).numpy(), g.astype(np.float32))

@@ -180,6 +180,32 @@ def test_prepare_restore_on_oblique_input(tmp_path, oblique_volume):
     assert result.labels.same_grid(oblique_volume)
 
 
+def test_restore_on_a_conformed_input_pastes_the_crop(tmp_path, oblique_volume):
+    """An input already on the conformed 256^3 grid: the crop's probabilities are pasted (transposed back
+    to the array's k, j, i order) with background = 1 outside the crop, with no interpolation."""
+    from deepseg.models.card import LabelInfo, ModelCard
+    from deepseg.models.conform import conformed_grid
+    from deepseg.models.meshnet import MeshNetModel
+
+    write_tfjs(tmp_path, dilations=(1, 2), classes=3)
+    net = MeshNet.from_tfjs(read_tfjs_model(tmp_path))
+    card = ModelCard(id="tiny", title="tiny", format="brainchop-meshnet",
+                     labels=[LabelInfo(1, "a"), LabelInfo(2, "b")], preprocessing={"max_voxels": 50_000})
+    model = MeshNetModel(card, net)
+    array = np.zeros((256, 256, 256), np.float32)  # [k, j, i]
+    array[100:117, 60:90, 140:151] = np.random.default_rng(0).uniform(50, 100, (17, 30, 11))
+    volume = conformed_grid(oblique_volume).with_array(array)
+    prepared = model.prepare([volume])
+    assert prepared.reference.same_grid(prepared.context["grid"])
+    logits = model.predict_logits(prepared, device="cpu")
+    probs = model.restore(logits, prepared)
+    soft = torch.softmax(logits, 0).numpy()
+    expected = np.zeros((3, 256, 256, 256), np.float32)
+    expected[0] = 1.0
+    expected.transpose(0, 3, 2, 1)[(slice(None), *prepared.context["box"])] = soft  # network axes are i, j, k
+    np.testing.assert_array_equal(probs, expected)
+
+
 def test_keep_largest_refinement(tmp_path, oblique_volume):
     from deepseg.models.card import LabelInfo, ModelCard
     from deepseg.models.meshnet import MeshNetModel

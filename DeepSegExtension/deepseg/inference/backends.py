@@ -6,6 +6,10 @@ A network is exported once per input shape (``torch.export``, then OpenVINO's co
 ONNX exporter) and kept in the model store under ``compiled/<backend>-<version>/``, named
 by the sha256 of the weights, the module's description (layer settings) and the input shape.
 OpenVINO's compiled-blob cache lives next to it, so a second run pays neither export nor compilation.
+A sliding window of many patches runs OpenVINO in throughput mode: one stream per CPU thread, each
+computing its own patch single-threaded, with as many patches in flight (``BackendNetwork.streamed``).
+Two single-threaded streams on two cores were 1.5x faster per patch than one two-threaded stream for a
+TotalSegmentator-sized network (``benchmarks/RESULTS.md``): no barrier between the threads after every layer.
 A network that does not export or compile runs in PyTorch after a one-line notice.
 Computation stays float32 on every CPU (OpenVINO would pick bf16 on CPUs that have it).
 Explanations need gradients and always run the PyTorch modules; they never come through here.
@@ -19,6 +23,8 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import queue
+import threading
 import warnings
 import weakref
 from functools import lru_cache
@@ -119,6 +125,7 @@ class BackendNetwork:
         self.cache = (cache or cache_root()) / f"{backend}-{backend_version(backend)}"
         self._runners: dict[tuple, Runner] = {}
         self._weights: Optional[str] = None
+        self._lock = threading.Lock()  # one compilation at a time; PyTorch fallback calls one at a time
         self.failed: Optional[str] = None  # why conversion failed (then PyTorch runs the network)
 
     def key(self, shape: tuple) -> str:
@@ -127,32 +134,43 @@ class BackendNetwork:
         text = "|".join([EXPORT_VERSION, self._weights, repr(self.net), str(tuple(shape)), torch.__version__])
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def compile(self, shape: tuple) -> Optional[Runner]:
-        """The compiled network for input ``shape`` (made or read from the cache once); None if it does
-        not convert (after the one-line notice)."""
+    def compile(self, shape: tuple, streams: int = 1) -> Optional[Runner]:
+        """The compiled network for input ``shape`` (made or read from the cache once), safe to call from
+        ``streams`` threads at once; None if it does not convert (after the one-line notice)."""
         shape = tuple(int(s) for s in shape)
         if self.dynamic:
             shape = (*shape[:2], *[-1] * (len(shape) - 2))
-        if self.failed is None and shape not in self._runners:
-            try:
-                self._runners[shape] = self._compile(shape)
-            except Exception as exc:  # any exporter/compiler failure: the network still runs in PyTorch
-                self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-                log.warning("%s did not convert to %s (%s); running it in PyTorch.", type(self.net).__name__,
-                            self.backend, self.failed)
-        return self._runners.get(shape)
+        with self._lock:
+            if self.failed is None and (shape, streams) not in self._runners:
+                try:
+                    self._runners[shape, streams] = self._compile(shape, streams)
+                except Exception as exc:  # any exporter/compiler failure: the network still runs in PyTorch
+                    self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                    log.warning("%s did not convert to %s (%s); running it in PyTorch.", type(self.net).__name__,
+                                self.backend, self.failed)
+            return self._runners.get((shape, streams))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        run = self.compile(tuple(x.shape))
+    def __call__(self, x: torch.Tensor, streams: int = 1) -> torch.Tensor:
+        run = self.compile(tuple(x.shape), streams)
         if run is None:
-            return self.net(x)
+            with self._lock:  # PyTorch uses every thread itself: concurrent calls would only oversubscribe
+                return self.net(x)
         return torch.from_numpy(run(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
 
-    def _compile(self, shape: tuple) -> Runner:
+    def streams_for(self, calls: int) -> int:
+        """How many of ``calls`` network calls to run at once: one per CPU thread for OpenVINO (each call
+        single-threaded, in its own stream), else one."""
+        return max(1, min(calls, _threads())) if self.backend == "openvino" else 1
+
+    def streamed(self, streams: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """This network as a callable for ``streams`` threads calling it at once."""
+        return lambda x: self(x, streams)
+
+    def _compile(self, shape: tuple, streams: int) -> Runner:
         self.cache.mkdir(parents=True, exist_ok=True)
         stem = self.cache / self.key(shape)
         if self.backend == "openvino":
-            return _openvino_runner(self.net, shape, stem)
+            return _openvino_runner(self.net, shape, stem, streams)
         return _onnxruntime_runner(self.net, shape, stem)
 
 
@@ -212,7 +230,7 @@ def _openvino_core(blob_cache: str):
     return core
 
 
-def _openvino_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
+def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
     import openvino as ov
 
     xml = stem.with_suffix(".xml")
@@ -227,13 +245,23 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
 
         _write_atomically(xml, save)
     core = _openvino_core(str(stem.parent / "blobs"))
-    compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                                                    "INFERENCE_NUM_THREADS": _threads()})
-    request = compiled.create_infer_request()
+    # latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among them
+    hint = {"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                                  "NUM_STREAMS": streams}
+    compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", **hint,
+                                                    "INFERENCE_NUM_THREADS": max(_threads(), streams)})
+    requests: "queue.SimpleQueue" = queue.SimpleQueue()  # one infer request per stream, handed to the calling thread
+    for _ in range(streams):
+        requests.put(compiled.create_infer_request())
 
     def run(x: np.ndarray) -> np.ndarray:
-        return np.array(request.infer({0: x})[0], copy=True)
+        request = requests.get()
+        try:  # OpenVINO computes with the GIL released
+            return np.array(request.infer({0: x})[0], copy=True)
+        finally:
+            requests.put(request)
 
+    run.compiled = compiled  # type: ignore[attr-defined]  (tests read its stream count)
     return run
 
 

@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..inference.argmax import argmax_channels
 from ..inference.windows import WindowSpec
 from ..progress import Progress
 from ..volume import Volume
@@ -183,7 +184,7 @@ class SegmentationModel(Stage):
 
     def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """Argmax over classes, mapping channel index c>0 to ``card.labels[c-1].value``."""
-        index = np.argmax(probabilities, axis=0)
+        index = argmax_channels(probabilities)
         lut = np.zeros(len(self.card.labels) + 1, dtype=np.uint16)
         lut[1:] = [lab.value for lab in self.card.labels]
         return lut[index]

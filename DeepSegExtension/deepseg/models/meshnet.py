@@ -211,9 +211,12 @@ class MeshNetModel(SegmentationModel):
         reference = prepared.reference
         out = np.empty((maps.shape[0], *reference.shape), dtype=np.float32)
         if reference.same_grid(grid):  # conformed input: paste, no interpolation
+            target = torch.from_numpy(out)
             for c, value in enumerate(fills):
-                out[c].fill(value)
-                out[c][tuple(box_kji)] = maps[c].transpose(np.argsort(axes))
+                target[c].fill_(value)
+            # one multi-threaded transposing copy (numpy's per-channel strided copy took 3x longer)
+            target[(slice(None), *box_kji)].copy_(torch.from_numpy(maps).permute(0, *[1 + int(a) for a in
+                                                                                      np.argsort(axes)]))
             return out
         # resample only the crop box, grown by one fill voxel so interpolation across its
         # border matches the full conformed volume (outside it everything is ``fill`` anyway)
