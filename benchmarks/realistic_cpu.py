@@ -10,22 +10,28 @@ Weights are RANDOM (nnU-Net's He initialisation, seed 0, no training): timing do
 agreement is measured on them (``checkpoint_final.pth`` is written in nnU-Net's checkpoint layout).
 
 Inputs (already at the model's spacing, as TotalSegmentator hands them to ``nnUNetPredictor``):
-  * 3 mm: the whole-body extent, 366 x 303 x 900 mm (122 x 101 x 300 voxels);
-  * 1.5 mm: a partial extent, a centred 168 x 180 x 384 mm box (x y z; 112 x 120 x 256 voxels) of the
-    same tiled CT, i.e. two of the planner's 256 x 80 x 112 (z y x) patches.
-Every engine runs 1 fold, no mirroring, tile step 0.5, Gaussian weighting, 2 threads, as its own
-process; wall time is the whole process (start-up, imports, model load, read, predict, write the
-label NIfTI).  ``ours auto`` runs twice with an empty compiled-model cache first (export +
-compilation) then warm; ``ours onnxruntime`` runs with an empty cache.
+  * 3 mm: the whole-body extent, 366 x 303 x 900 mm (122 x 101 x 300 voxels): 2 x 2 x 2 = 8 patches;
+  * 1.5 mm: a centred 252 x 180 x 576 mm box (x y z; 168 x 120 x 384 voxels) of the same tiled CT:
+    1.5 times the planned patch along each axis, so also 2 x 2 x 2 = 8 patches (a whole body at 1.5 mm
+    needs 4 x 5 x 4 = 80 and would not fit the benchmark window; the per-patch work is the same).
+The planner's patch is 256 x 80 x 112 (z y x; 2.29 M voxels) for both spacings, not TotalSegmentator's
+128^3 (2.10 M voxels): nnU-Net fits the patch's aspect ratio to the median case, and these cases are
+900 mm long. Same network size, 9 % more voxels per patch.
 
-    python benchmarks/realistic_cpu.py [--only 3mm|1.5mm] [--box-mm 168 180 384]
+Every engine runs as its own whole process (start-up, imports, model load, read, predict, write the
+label NIfTI) with fold 0, no mirroring, tile step 0.5, Gaussian weighting and 2 threads (``BENCH_THREADS``):
+``deepseg segment --backend auto`` first with an empty compiled-model cache (export + compilation), then
+``nnUNetPredictor`` (``predict_from_files_sequential``), then ``deepseg segment`` again (cache reused);
+``--extra torch,onnxruntime`` adds ours with those backends. Dice is per class against nnUNetPredictor.
+
+    python benchmarks/realistic_cpu.py [--only 3mm|1.5mm] [--box-mm 252 180 576] [--extra torch]
+    python benchmarks/realistic_cpu.py --per-patch 128 80 112 [--reps 2]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -39,6 +45,7 @@ WORK = REPO / "benchmarks" / "_work" / "realistic"
 SHARED = Path(os.environ.get("DEEPSEG_SHARED", REPO.parent / "shared")) / "data" / "totalseg"
 N_LABELS = 24
 TILED_Z_MM = 900.0
+BOX_MM = (252.0, 180.0, 576.0)  # x y z: 1.5 x the planned patch (112 x 80 x 256 voxels at 1.5 mm) -> 2 x 2 x 2 tiles
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -142,48 +149,23 @@ def _build(spacing: float) -> None:
 
 
 # --- runs --------------------------------------------------------------------------------------------
-def worker(engine: str, train_dir: Path, image: Path, out: Path) -> None:
-    """One engine in this process; prints a JSON line (backend used, peak RSS MiB).  ``prime-<backend>``
-    only converts and compiles the network for the model's patch (what a first run adds)."""
+def reference_worker(train_dir: Path, image: Path, out: Path) -> None:
+    """``nnUNetPredictor`` in this process (its leanest path: no worker processes), 1 fold, no mirroring."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    sys.path.insert(0, str(REPO / "Testing"))
+    from fixtures.nnunet_runs import run_reference
+
+    run_reference(train_dir, [image], out, [0], mirror=False)
+
+
+def engine_command(engine: str, train_dir: Path, image: Path, out: Path) -> list[str]:
+    """The command of one run: ``deepseg segment`` as a user types it, or nnU-Net's predictor."""
     if engine == "reference":
-        sys.path.insert(0, str(REPO / "Testing"))
-        from fixtures.nnunet_runs import run_reference
-
-        run_reference(train_dir, [image], out, [0], mirror=False)
-        backend = "nnUNetPredictor"
-    else:
-        from deepseg.inference.backends import on_backend, resolve_backend, using
-        from deepseg.inference.device import resolve_device
-        from deepseg.io import read_volume, write_volume
-        from deepseg.models.nnunet import load_nnunet_folder
-        from deepseg.progress import Progress
-
-        backend = resolve_backend(engine.removeprefix("prime-"), resolve_device("cpu"))
-        model = load_nnunet_folder(train_dir, folds=[0])
-        if engine.startswith("prime-"):
-            assert on_backend(model.networks[0], backend).compile((1, 1, *model.window.patch_size)) is not None
-        else:
-            volume = read_volume(image)
-            prepared = model.prepare([volume])
-            with using(engine):
-                logits = model.predict_logits(prepared, device="cpu", tta=False, overlap=None, progress=Progress())
-            labels = model.labels_from_probabilities(model.restore(logits, prepared))
-            write_volume(volume.with_array(labels.astype(np.uint16)), out)
-    print(json.dumps({"backend": backend, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-
-
-def spawn(engine: str, train_dir: Path, image: Path, out: Path, home: Path) -> dict:
-    env = dict(os.environ, DEEPSEG_HOME=str(home), OMP_NUM_THREADS=os.environ.get("BENCH_THREADS", "2"))
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, __file__, "--worker", engine, str(train_dir), str(image), str(out)],
-                         env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"{engine} failed:\n{res.stderr[-3000:]}")
-    return {**json.loads(res.stdout.strip().splitlines()[-1]), "seconds": seconds}
+        return [sys.executable, __file__, "--worker", str(train_dir), str(image), str(out)]
+    return [sys.executable, "-m", "deepseg", "segment", "--model", str(train_dir), "--input", str(image),
+            "--labelmap", str(out), "--device", "cpu", "--backend", engine, "--folds", "0", "--overwrite"]
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -203,7 +185,11 @@ def dice_summary(a: np.ndarray, b: np.ndarray) -> str:
     return f"{dice[worst]:.4f} (class {worst}; {len(classes)} classes, mean {np.mean(list(dice.values())):.4f})"
 
 
-def compare(label: str, spacing: float, image: Path, extent: str) -> None:
+def compare(label: str, spacing: float, image: Path, extent: str, extra: list[str]) -> None:
+    """Whole processes, interleaved: ours auto with an empty compiled-model cache, nnUNetPredictor, ours
+    auto again (cache reused), then the ``extra`` backends of ours (each with an empty cache)."""
+    from cli_timing import timed_cli
+
     train_dir = build_model(spacing)
     plans = json.loads((train_dir / "plans.json").read_text())["configurations"]["3d_fullres"]
     kw = plans["architecture"]["arch_kwargs"]
@@ -214,29 +200,34 @@ def compare(label: str, spacing: float, image: Path, extent: str) -> None:
           f"Input {shape[2]}x{shape[1]}x{shape[0]} voxels (x y z).\n", flush=True)
     homes = WORK / "homes" / label
     shutil.rmtree(homes, ignore_errors=True)
-    runs = [("ours auto: first-use conversion only", "prime-auto", homes / "auto"),
-            ("ours auto (cache warm)", "auto", homes / "auto"),
+    runs = [("ours auto, first run (empty cache: export + compile)", "auto", homes / "auto"),
             ("nnUNetPredictor", "reference", homes / "ref"),
-            ("ours torch", "torch", homes / "torch"),
-            ("ours onnxruntime: first-use conversion only", "prime-onnxruntime", homes / "ort"),
-            ("ours onnxruntime (cache warm)", "onnxruntime", homes / "ort")]
+            ("ours auto, second run (cache reused)", "auto", homes / "auto"),
+            *[(f"ours {b} (empty cache)", b, homes / b) for b in extra]]
     results = {}
-    for name, engine, home in runs:
-        out = WORK / "out" / f"{label}_{engine}.nii.gz"
+    for n, (name, engine, home) in enumerate(runs):
+        out = WORK / "out" / f"{label}_{n}_{engine}.nii.gz"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
-        r = spawn(engine, train_dir, image, out, home)
-        results[name] = (r, read_labels(out) if out.is_file() else None)
-        print(f"<!-- {name}: {r}; load {os.getloadavg()[0]:.1f} -->", flush=True)
+        env = {k: v for k, v in os.environ.items() if k != "DEEPSEG_BACKEND"}
+        env.update(DEEPSEG_HOME=str(home), OMP_NUM_THREADS=os.environ.get("BENCH_THREADS", "2"))
+        load = os.getloadavg()[0]
+        r = timed_cli(engine_command(engine, train_dir, image, out), env)
+        sidecar = out.with_name(out.name.replace(".nii.gz", ".json"))
+        prov = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        r.update(backend=prov.get("settings", {}).get("backend", "nnUNetPredictor"), stages=prov.get("timings_s"),
+                 load=load)
+        results[name] = (r, read_labels(out))
+        print(f"<!-- {name}: {r['seconds']:.1f} s, peak {r['peak_mib']:.0f} MiB, backend {r['backend']}, "
+              f"stages {r['stages']}, load at start {load:.1f} -->", flush=True)
     ref_t = results["nnUNetPredictor"][0]["seconds"]
-    torch_labels = results["ours torch"][1]
     ref_labels = results["nnUNetPredictor"][1]
-    print("| engine | backend used | wall s (whole process) | ratio to nnUNetPredictor | peak RSS MiB | "
-          "min Dice vs ours torch | min Dice vs nnUNetPredictor |\n|---|---|---|---|---|---|---|")
+    print("| run | backend used | wall s (whole process) | ratio to nnUNetPredictor | peak RSS MiB | "
+          "min per-class Dice vs nnUNetPredictor |\n|---|---|---|---|---|---|")
     for name, (r, lab) in results.items():
-        dice = ("-", "-") if lab is None else (dice_summary(lab, torch_labels), dice_summary(lab, ref_labels))
+        dice = "-" if name == "nnUNetPredictor" else dice_summary(lab, ref_labels)
         print(f"| {name} | {r['backend']} | {r['seconds']:.1f} | {r['seconds'] / ref_t:.2f} | {r['peak_mib']:.0f} | "
-              f"{dice[0]} | {dice[1]} |", flush=True)
+              f"{dice} |", flush=True)
     print()
 
 
@@ -249,7 +240,7 @@ def per_patch(spacing: float, shape: list[int], reps: int) -> None:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     os.environ["DEEPSEG_HOME"] = str(WORK / "homes" / "per_patch")
-    net = load_nnunet_folder(build_model(spacing), folds=[0]).networks[0]
+    net = load_nnunet_folder(build_model(spacing), folds=[0]).fold_networks()[0]
     x = torch.randn(1, 1, *shape)
     runners = {b: on_backend(net, b) for b in ("torch", "openvino", "onnxruntime")}
     for b in ("openvino", "onnxruntime"):
@@ -278,13 +269,15 @@ def main() -> None:
     ap.add_argument("--per-patch", type=int, nargs=3, metavar=("Z", "Y", "X"),
                     help="only time one patch of this shape per backend (3 mm network), interleaved")
     ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--box-mm", type=float, nargs=3, default=[168.0, 180.0, 384.0],
+    ap.add_argument("--box-mm", type=float, nargs=3, default=list(BOX_MM),
                     help="x y z extent (mm) of the centred box of the 1.5 mm input")
+    ap.add_argument("--extra", default="", help="also run ours with these backends, e.g. torch,onnxruntime")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared TotalSegmentator CT in {SHARED}")
     import SimpleITK as sitk
 
+    extra = [b for b in args.extra.split(",") if b]
     print(f"## TotalSegmentator-sized nnU-Net on the CPU\n\nCommand: `python benchmarks/realistic_cpu.py "
           f"{' '.join(sys.argv[1:])}`; load average at start {os.getloadavg()[0]:.1f}.\n", flush=True)
     if args.per_patch:
@@ -295,7 +288,7 @@ def main() -> None:
         image = inputs / "wholebody_3mm_0000.nii.gz"
         if not image.is_file():
             sitk.WriteImage(ct_case(3.0, TILED_Z_MM)[0], str(image))
-        compare("3mm", 3.0, image, f"whole-body extent ({TILED_Z_MM:.0f} mm in z) at 3 mm ('fast')")
+        compare("3mm", 3.0, image, f"whole-body extent ({TILED_Z_MM:.0f} mm in z) at 3 mm ('fast')", extra)
     if args.only != "3mm":
         box = [int(round(m / 1.5)) for m in args.box_mm]
         image = inputs / f"box{'x'.join(map(str, box))}_1p5mm_0000.nii.gz"
@@ -305,12 +298,12 @@ def main() -> None:
             sitk.WriteImage(sitk.RegionOfInterest(ct, size, [(n - s) // 2 for n, s in zip(ct.GetSize(), size)]),
                             str(image))
         compare("1.5mm", 1.5, image, "partial extent (a centred {:.0f} x {:.0f} x {:.0f} mm box) at 1.5 mm"
-                .format(*args.box_mm))
+                .format(*args.box_mm), extra)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+        reference_worker(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--build":
         _build(float(sys.argv[2]))
     else:
