@@ -166,6 +166,19 @@ def test_existing_output_kept_and_no_claim_left(model_folder, image, tmp_path, c
     assert sorted(p.name for p in out.iterdir()) == ["o.nii.gz"] and (out / "o.nii.gz").read_text() == "existing"
 
 
+@pytest.mark.parametrize("option, name", [("--output", "o.png"), ("--labelmap", "o.tif"), ("--output", "o.vtk")])
+def test_a_file_type_no_writer_takes_is_refused_before_the_model_runs(model_folder, image, tmp_path, capsys,
+                                                                       option, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["segment", "--model", str(model_folder), "--input", str(image), option, str(out / name),
+                 "--device", "cpu", "--progress", "lines"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{out / name}" in err and "no writer" in err and ".nii.gz" in err, err
+    assert "PROGRESS" not in err  # refused before the "load" stage
+    assert list(out.iterdir()) == []  # no claim, no sidecar left
+
+
 @pytest.mark.parametrize("existing", ["heat.nii.gz", "unc.nii.gz"])
 def test_explain_refuses_an_existing_output_before_any_work(model_folder, image, tmp_path, capsys, existing):
     """``deepseg explain`` claims its outputs at the start, as ``segment`` does: an existing heat map or

@@ -26,6 +26,10 @@ from ..volume import Volume
 from .channels import load_channels
 from .stages import ModelRun, run_stages
 
+# the file types each output is written as (``write_segmentation``, ``io.write_volume``)
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz")
+SEGMENTATION_SUFFIXES = (".seg.nrrd",) + IMAGE_SUFFIXES[:-1]
+
 
 @dataclass
 class SegmentationResult:
@@ -44,6 +48,7 @@ class SegmentationResult:
         ml = self.labels.voxel_volume_mm3 / 1000.0
         return [{"value": lab.value, "name": lab.display_name(use_tg263),
                  "volume_ml": round(float(counts[lab.value] * ml), 3)} for lab in self.label_info]
+
 
 
 def software_versions(extra: Sequence[str] = ()) -> dict:
@@ -94,6 +99,9 @@ def segment(
     started = time.time()
     # outputs claimed before any work: existing, unwritable or concurrently written ones are refused now
     with AtomicOutputs(opts.overwrite).reserve(*targets.values()) as out:
+        for kind, path in targets.items():  # a file type no writer takes is refused before the model runs
+            if kind != "provenance":
+                _check_suffix(path, SEGMENTATION_SUFFIXES if kind == "segmentation" else IMAGE_SUFFIXES, kind)
         progress.stage("load")
         model, model_ref, folds = load(model, opts)
         channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card,
@@ -231,9 +239,16 @@ def write_segmentation(path: "str | Path", labels: Volume, label_info: Sequence[
     from ..export.seg_nrrd import write_seg_nrrd
     from ..io import full_suffix, write_volume
 
+    _check_suffix(Path(path), SEGMENTATION_SUFFIXES, "segmentation")
     if full_suffix(Path(path)).lower() == ".seg.nrrd":
         write_seg_nrrd(path, labels, label_info, use_tg263)
-    elif full_suffix(Path(path)).lower() in {".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"}:
-        write_volume(labels, path)
     else:
-        raise InputError(f"Cannot write a segmentation to {path}.", "Use .seg.nrrd, .nii.gz, .nrrd or .mha.")
+        write_volume(labels, path)
+
+
+def _check_suffix(path: Path, allowed: tuple[str, ...], kind: str) -> None:
+    from ..io import full_suffix
+
+    if full_suffix(path).lower() not in allowed:
+        raise InputError(f"Cannot write a {kind} to {path}: DeepSeg has no writer for that file type.",
+                         "Use one of " + ", ".join(allowed) + ".")
