@@ -13,7 +13,6 @@ exactly and applies softmax.  ``refine`` runs the Render 3D U-Net's false-positi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -22,6 +21,7 @@ import torch
 
 from ..errors import InputError, ModelError
 from ..inference.preprocess import normalize, resample_array, resampled_grid, resampled_shape
+from ..io.atomic import write_atomically
 from ..resources import resource_path
 from ..volume import Volume, check_image
 from .base import Prepared, SegmentationModel, WindowSpec, fold_name, select_folds
@@ -135,12 +135,8 @@ def save_card_model(folder: "str | Path", card: "ModelCard | dict",
         targets = [(folder / f"fold_{k}" / WEIGHTS_FILE, sd) for k, sd in enumerate(state_dicts)]
     for path, sd in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp)
-        os.replace(tmp, path)
-    tmp = folder / (CARD_FILE + ".partial")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, folder / CARD_FILE)
+        write_atomically(path, lambda tmp, sd=sd: torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp))
+    write_atomically(folder / CARD_FILE, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
     return folder
 
 
