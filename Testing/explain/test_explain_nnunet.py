@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("nnunetv2")
+from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case
 
-from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case  # noqa: E402
-
-from deepseg.explain import explain  # noqa: E402
+from deepseg.explain import explain
 
 FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures"
 

@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("nnunetv2")
+from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case, trainer_folder, write_case
 
-from fixtures.make_nnunet_model import ensure_nnunet_fixture, make_case, trainer_folder, write_case  # noqa: E402
-
-from deepseg.cli import main  # noqa: E402
-from deepseg.errors import ModelError  # noqa: E402
-from deepseg.models.base import fold_name, select_folds  # noqa: E402
+from deepseg.cli import main
+from deepseg.errors import ModelError
+from deepseg.models.base import fold_name, select_folds
 
 FIXTURES = Path(__file__).resolve().parents[1] / "_fixtures"
 LAYOUTS = {"all_only": {"fold_all": "fold_0"}, "3_only": {"fold_3": "fold_1"},
