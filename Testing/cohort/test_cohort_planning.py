@@ -53,6 +53,35 @@ def test_nnunet_names_with_a_missing_channel_are_refused(tmp_path):
         find_cases(tmp_path)
 
 
+def test_numbered_single_channel_cases_are_not_taken_for_channels(tmp_path):
+    """``patient_0001``... are patients for a one-channel model; nnU-Net grouping is for multi-channel ones."""
+    for n in (0, 1, 2):
+        _image(tmp_path / f"ct_{n:04d}.nii.gz")
+    assert [c.name for c in find_cases(tmp_path, channels=1)] == ["ct_0000", "ct_0001", "ct_0002"]
+    assert [len(c.inputs) for c in find_cases(tmp_path, channels=3)] == [3]
+    with pytest.raises(InputError, match="model takes 2 images"):
+        find_cases(tmp_path, channels=2)
+
+
+def test_an_images_ts_folder_for_a_one_channel_model_names_cases_without_0000(tmp_path):
+    for case in ("p1", "p2"):
+        _image(tmp_path / f"{case}_0000.nii.gz")
+    assert [(c.name, len(c.inputs)) for c in find_cases(tmp_path, channels=1)] == [("p1", 1), ("p2", 1)]
+
+
+def test_the_channel_count_comes_from_the_model_folder(tmp_path):
+    from fixtures.make_nnunet_model import ensure_nnunet_fixture, trainer_folder
+
+    from deepseg.models.card import CARD_FILE
+    from deepseg.models.formats import input_channel_count
+
+    results = ensure_nnunet_fixture(Path(__file__).resolve().parents[1] / "_fixtures")
+    assert input_channel_count(trainer_folder(results)) == 2  # the fixture takes CT + T1
+    assert input_channel_count(trainer_folder(results).parent) == 2  # a results folder: its 3d_fullres training
+    (tmp_path / CARD_FILE).write_text(json.dumps({"format": "monai-unet", "inputs": [{"name": "T1"}, {"name": "T2"}]}))
+    assert input_channel_count(tmp_path) == 2
+
+
 def test_glob_and_duplicate_names(tmp_path):
     _image(tmp_path / "x" / "scan.nii.gz")
     _image(tmp_path / "y" / "scan.nii.gz")

@@ -1,8 +1,10 @@
 """The cases of a cohort, from a folder, a glob pattern or a manifest CSV.
 
-* Folder or glob: each image file or DICOM series folder is one case, named after it.  When every image
-  file follows nnU-Net's ``<case>_<XXXX>.<ext>`` naming, the files of one case are its channels, in
-  ``XXXX`` order (so multi-channel models run on an nnU-Net ``imagesTs`` folder as it is).
+* Folder or glob: each image file or DICOM series folder is one case, named after it.  For a model with
+  several input channels, when every image file follows nnU-Net's ``<case>_<XXXX>.<ext>`` naming, the
+  files of one case are its channels, in ``XXXX`` order (so multi-channel models run on an nnU-Net
+  ``imagesTs`` folder as it is).  For a one-channel model every file is a case: ``patient_0001`` and
+  ``patient_0002`` are two patients, and an ``imagesTs`` folder's ``p1_0000`` is case ``p1``.
 * Manifest: one row per case, a ``case`` column and one column per model input channel (paths relative
   to the manifest's folder or absolute).
 """
@@ -31,16 +33,17 @@ class Case:
     inputs: tuple[str, ...]    # one path per model channel (files or DICOM series folders)
 
 
-def find_cases(source: "str | Path", exclude: Optional[Path] = None) -> list[Case]:
-    """Cases of ``source`` (folder, glob pattern or ``.csv`` manifest); ``exclude`` (the output folder) is skipped."""
+def find_cases(source: "str | Path", exclude: Optional[Path] = None, channels: Optional[int] = None) -> list[Case]:
+    """Cases of ``source`` (folder, glob pattern or ``.csv`` manifest); ``exclude`` (the output folder) is
+    skipped.  ``channels`` is the model's number of input images (None: unknown, nnU-Net names group)."""
     text = str(source)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         cases = _from_manifest(path)
     elif path.is_dir():
-        cases = _from_paths(sorted(path.iterdir()), exclude)
+        cases = _from_paths(sorted(path.iterdir()), exclude, channels)
     elif any(ch in text for ch in "*?["):
-        cases = _from_paths([Path(p) for p in sorted(glob.glob(str(path), recursive=True))], exclude)
+        cases = _from_paths([Path(p) for p in sorted(glob.glob(str(path), recursive=True))], exclude, channels)
     else:
         raise InputError(f"Cohort input {text} is neither a folder, a glob pattern nor a .csv manifest.",
                          "Give a folder of images/DICOM series, a pattern such as 'scans/*.nii.gz', or a manifest CSV.")
@@ -51,7 +54,7 @@ def find_cases(source: "str | Path", exclude: Optional[Path] = None) -> list[Cas
     return cases
 
 
-def _from_paths(paths: list[Path], exclude: Optional[Path]) -> list[Case]:
+def _from_paths(paths: list[Path], exclude: Optional[Path], channels: Optional[int]) -> list[Case]:
     exclude = exclude.resolve() if exclude else None
     folders, files = [], []
     for p in paths:
@@ -63,16 +66,22 @@ def _from_paths(paths: list[Path], exclude: Optional[Path]) -> list[Case]:
             files.append(p)
     stems = {p: p.name[: -len(full_suffix(p))] for p in files}
     cases = [Case(p.name, (str(p),)) for p in folders]
-    if files and all(_NNUNET_NAME.match(s) for s in stems.values()):
+    nnunet_named = bool(files) and all(_NNUNET_NAME.match(s) for s in stems.values())
+    if nnunet_named and channels == 1:  # one image per case: only an imagesTs "_0000" is not part of the name
+        single = all(_NNUNET_NAME.match(s)["channel"] == "0000" for s in stems.values())
+        cases += [Case(_NNUNET_NAME.match(stems[p])["case"] if single else stems[p], (str(p),)) for p in files]
+    elif nnunet_named:
         groups: dict[str, dict[int, str]] = defaultdict(dict)
         for p, stem in stems.items():
             m = _NNUNET_NAME.match(stem)
             groups[m["case"]][int(m["channel"])] = str(p)
-        for name, channels in groups.items():
-            if sorted(channels) != list(range(len(channels))):
-                raise InputError(f"Case {name} has channels {sorted(channels)}; nnU-Net naming needs _0000, _0001, ... "
-                                 "without gaps.", "Rename the files or list the cases in a manifest CSV.")
-            cases.append(Case(name, tuple(channels[i] for i in range(len(channels)))))
+        for name, by_index in groups.items():
+            if sorted(by_index) != list(range(channels or len(by_index))):
+                raise InputError(f"Case {name} has channels {sorted(by_index)}; nnU-Net naming needs _0000, _0001, ... "
+                                 + (f"up to _{channels - 1:04d} (the model takes {channels} images)." if channels
+                                    else "without gaps."),
+                                 "Rename the files or list the cases in a manifest CSV.")
+            cases.append(Case(name, tuple(by_index[i] for i in range(len(by_index)))))
     else:
         cases += [Case(stems[p], (str(p),)) for p in files]
     return sorted(cases, key=lambda c: c.name)

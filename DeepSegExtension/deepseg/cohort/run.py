@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 from ..version import __version__
 from ..errors import Cancelled, InputError
 from ..inference.pipeline import software_versions
+from ..models.formats import input_channel_count
 from ..options import SegmentOptions
 from ..progress import CancelToken
 from .cases import Case, find_cases
@@ -80,8 +81,8 @@ def batch(model: "str | Path", inputs: "str | Path", output_dir: "str | Path", *
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with _exclusive(out):
-        cases = find_cases(inputs, exclude=out)
         model_ref = _resolve_model(model)
+        cases = find_cases(inputs, exclude=out, channels=input_channel_count(Path(model_ref)))
         run_settings = {k: v for k, v in opts.settings().items() if k not in ("device", "overwrite")}
         settings = {"model": model_ref, "options": run_settings, "labelmap": labelmap, "measure": measure,
                     "export": sorted(export)}
