@@ -80,6 +80,18 @@ def _cut(path: Path, fraction: float) -> Path:
     return path
 
 
+def _vector_nrrd(path: Path) -> Path:
+    """A 3-component NRRD as other tools write it: ``spacings`` with NaN for the component axis."""
+    image = sitk.GetImageFromArray(np.zeros((12, 20, 24, 3), np.float32), isVector=True)
+    image.SetSpacing(SPACING)
+    sitk.WriteImage(image, str(path), useCompression=False)
+    header, data = path.read_bytes().split(b"\n\n", 1)
+    lines = [ln for ln in header.split(b"\n") if not ln.startswith((b"space:", b"space origin:", b"space directions:"))]
+    lines.insert(-1, b"spacings: nan " + " ".join(f"{v:g}" for v in SPACING).encode())
+    path.write_bytes(b"\n".join(lines) + b"\n\n" + data)
+    return path
+
+
 def _mgz_nan(path: Path) -> Path:
     arr = _with_nonfinite(np.nan)
     nib.save(nib.MGHImage(arr.transpose(2, 1, 0), np.diag(list(SPACING) + [1.0])), str(path))
@@ -114,6 +126,7 @@ BAD = {
                          "degenerate or non-orthonormal orientation"),
     "non-orthonormal sform": (lambda d: _nifti(d / "ct.nii.gz", qform_code=0, srow=(1, (1.0, 1.0, 0))),
                               "degenerate or non-orthonormal orientation"),
+    "vector NRRD (NaN spacing of its component axis)": (lambda d: _vector_nrrd(d / "rgb.nrrd"), "3 components per voxel"),
     "degenerate direction in .mha": (lambda d: _sitk(d / "ct.mha", _volume().array, header_edit=(
         b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0 0 1 0 0 0 0 1")),
         "degenerate or non-orthonormal orientation"),

@@ -112,18 +112,33 @@ def spacing_error(path: "Path | str", detail: str) -> InputError:
                       "Fix the spacing in the image header (e.g. re-export the image from its source).")
 
 
+NRRD_SPATIAL_KINDS = {"domain", "space"}  # NRRD axis kinds sampled in space
+
+
 def check_stored_spacing(path: Path) -> None:
     """The spacing a MetaImage (``ElementSpacing``) or NRRD (``spacings:``) header stores, before ITK
     turns a negative value into a flipped axis."""
     with open(path, "rb") as fh:
         head = fh.read(8192).decode("latin-1")
+    fields = {}
     for line in head.splitlines():
+        if not line.strip():
+            break  # the end of the header (a NRRD's blank line): what follows may be voxel data
         key, sep, value = line.replace("=", ":", 1).partition(":")
-        if sep and key.strip().lower() in ("elementspacing", "elementsize", "spacings"):
-            try:
-                check_spacing(path, [float(v) for v in value.split()])
-            except ValueError:  # "nan" parses; other text is left to the reader
-                continue
+        if sep:
+            fields.setdefault(key.strip().lower(), value.split())
+    # NRRD's non-spatial axes (a vector or colour image's components) have "kinds" such as "vector" and
+    # spacing NaN: they are not spacings, and the reader refuses multi-component images by their own name
+    spatial = [k.lower() in NRRD_SPATIAL_KINDS for k in fields.get("kinds", [])]
+    for key in ("elementspacing", "elementsize", "spacings"):
+        try:
+            values = [float(v) for v in fields.get(key, [])]
+        except ValueError:  # "nan" parses; other text is left to the reader
+            continue
+        if key == "spacings" and len(spatial) == len(values):
+            values = [v for v, keep in zip(values, spatial) if keep]
+        if values:
+            check_spacing(path, values)
 
 
 def check_direction(path: "Path | str", direction: np.ndarray, tol: float = 1e-3) -> None:
