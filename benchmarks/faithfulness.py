@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -140,8 +140,9 @@ RUNS = [
     Run("nnunet-fixture/synthetic imputed", _nnunet_model, _nnunet_case(), "liver", removal="impute",
         methods=("gradcam", "occlusion")),
     Run("liver/totalseg-ct imputed", _liver_model, _totalseg_ct, "Liver", fractions=(0.05,),
-        methods=("gradcam", "occlusion"), removal="impute", insertion=False, preserved=False,
-        note="pyliverlesionseg liver U-Net on the TotalSegmentator example CT (~100 s per re-segmentation here)"),
+        methods=("occlusion", "gradcam"), removal="impute", insertion=False, preserved=False,
+        note="pyliverlesionseg liver U-Net on the TotalSegmentator example CT (35-100 s per re-segmentation on "
+             "the shared cores; its Grad-CAM needs ~12 GB)"),
     *[Run(f"meshnet-{m}/norm-crop {s} imputed", _meshnet_model(m), _norm_crop, s, fractions=(0.05,),
           methods=("occlusion", "gradcam"), removal="impute")
       for m, s in (("model5_gw_ae", "White Matter"), ("model5_gw_ae", "Grey Matter"),
@@ -307,6 +308,8 @@ COST_HEADER = ["| run | method | plain inference s | explanation s | time ratio 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="faithfulness runs whose name contains one of these (comma-separated; 'none')")
+    ap.add_argument("--methods", help="override the methods of the selected faithfulness runs (comma-separated, "
+                                      "in this order; the baselines always run)")
     ap.add_argument("--cost", help="cost runs (comma-separated; 'none'): " + ", ".join(COST_RUNS))
     ap.add_argument("--cost-methods", default="gradcam,layer-sum", help="methods timed in the cost runs")
     ap.add_argument("--combined", help="slow runs measured in one process (cost + faithfulness of one map): "
@@ -322,6 +325,8 @@ def main(argv=None) -> int:
     keys = _keys(args.only, ["cue", "nnunet"])
     for run in RUNS:
         if any(k in run.name for k in keys):
+            if args.methods:
+                run = replace(run, methods=tuple(_keys(args.methods, [])))
             try:
                 rows = faithfulness(run)
             except Exception as exc:  # a model that is not available here is reported, not hidden

@@ -48,6 +48,8 @@ class Transformed:
     back: Back
     region: Optional[np.ndarray] = None  # original voxels the transformed grid covers (None: all)
     exact: bool = False              # a pure relabelling: the result must be voxel-identical
+    there: Optional[Back] = None     # label array on the original grid -> the transformed grid (nearest);
+    #                                  None: the grids' voxels correspond one to one (no interpolation)
 
 
 # --- transforms -------------------------------------------------------------------------------------------
@@ -95,6 +97,13 @@ def _back_nearest(grid, original) -> Back:
                                      nearest=True).array
 
 
+def _there_nearest(original, grid) -> Back:
+    from deepseg.io import resample_onto
+
+    return lambda lab: resample_onto(original.with_array(np.ascontiguousarray(lab, np.uint16)), grid,
+                                     nearest=True).array
+
+
 def _covered(grid, original) -> np.ndarray:
     from deepseg.io import resample_onto
 
@@ -118,7 +127,7 @@ def oblique(vol, about_k: float = 20.0, about_j: float = 10.0) -> Transformed:
     grid = Volume(np.zeros(tuple(size_ijk[::-1]), np.float32), vol.spacing, tuple(origin), direction, vol.name,
                   dict(vol.meta))
     image = grid.with_array(_onto(vol, grid, fill=float(vol.array.min())))
-    return Transformed(image, _back_nearest(grid, vol), _covered(grid, vol))
+    return Transformed(image, _back_nearest(grid, vol), _covered(grid, vol), there=_there_nearest(vol, grid))
 
 
 def slice_spacing(vol, mm: float) -> Transformed:
@@ -129,7 +138,7 @@ def slice_spacing(vol, mm: float) -> Transformed:
     grid = resampled_grid(vol, (n, vol.shape[1], vol.shape[2]))
     grid = grid.with_array(np.zeros(grid.shape, np.float32))
     image = grid.with_array(_onto(vol, grid, fill=float(vol.array.min())))
-    return Transformed(image, _back_nearest(grid, vol), _covered(grid, vol))
+    return Transformed(image, _back_nearest(grid, vol), _covered(grid, vol), there=_there_nearest(vol, grid))
 
 
 def crop(vol, fraction: float = 0.1) -> Transformed:
@@ -184,20 +193,32 @@ def agreement(test: np.ndarray, reference: np.ndarray, region: Optional[np.ndarr
 def transform_channels(name: str, channels: Sequence) -> Transformed:
     """Apply transform ``name`` to every channel of a case alike (they share one grid)."""
     parts = [TRANSFORMS[name](c) for c in channels]
-    return Transformed([p.image for p in parts], parts[0].back, parts[0].region, parts[0].exact)
+    return Transformed([p.image for p in parts], parts[0].back, parts[0].region, parts[0].exact, parts[0].there)
 
 
 def robustness(segment_labels: Callable[[list], np.ndarray], channels: Sequence,
                transforms: Sequence[str] = tuple(TRANSFORMS),
                report: Optional[Callable[[str, dict], None]] = None) -> dict:
-    """``segment_labels(channels) -> label array on their grid``; returns transform -> ``agreement``."""
+    """``segment_labels(channels) -> label array on their grid``; returns transform -> ``agreement``, plus for
+    resampled grids (``there``) what interpolation alone costs: ``round_trip``, the untransformed result sent
+    to the transformed grid and back by nearest neighbour (the labels' round trip); ``image_round_trip``, the
+    result on the transformed image resampled back onto the original grid (linear: the image's round trip,
+    same field of view and grid as the original, so only the interpolated intensities differ); and
+    ``on_grid``, the transformed result against the untransformed one resampled onto the transformed grid."""
     reference = segment_labels(list(channels))
     out = {}
     for name in transforms:
         t = transform_channels(name, channels)
         t0 = time.perf_counter()
-        labels = t.back(segment_labels(t.image))
-        out[name] = {**agreement(labels, reference, t.region), "exact": t.exact, "seconds": time.perf_counter() - t0}
+        raw = segment_labels(t.image)
+        out[name] = {**agreement(t.back(raw), reference, t.region), "exact": t.exact,
+                     "seconds": time.perf_counter() - t0}
+        if t.there is not None:
+            there = t.there(reference)
+            out[name]["round_trip"] = agreement(t.back(there), reference, t.region)
+            out[name]["on_grid"] = agreement(raw, there)
+            returned = [c.with_array(_onto(ti, c, fill=float(c.array.min()))) for ti, c in zip(t.image, channels)]
+            out[name]["image_round_trip"] = agreement(segment_labels(returned), reference, t.region)
         if report:
             report(name, out[name])
     return out
@@ -288,8 +309,11 @@ def run_model(run: Run, transforms: Sequence[str]) -> list[str]:
 
     def report(name, r):
         exact = " (relabelling)" if r["exact"] else ""
+        trip = (f"{r['round_trip']['mean']:.4f} ({r['round_trip']['differing']}) | {r['image_round_trip']['mean']:.4f} "
+                f"({r['image_round_trip']['differing']}) | {r['on_grid']['mean']:.4f}"
+                if "round_trip" in r else "= (no resampling) | = | =")
         rows.append(f"| {run.name} | {name}{exact} | {r['mean']:.4f} | {r['min']:.4f} | {r['labels']} | "
-                    f"{r['differing']} | {r['seconds']:.0f} |")
+                    f"{r['differing']} | {trip} | {r['seconds']:.0f} |")
         print(rows[-1], flush=True)
 
     robustness(model_segmenter(model), case if isinstance(case, list) else [case], transforms, report)
@@ -297,7 +321,9 @@ def run_model(run: Run, transforms: Sequence[str]) -> list[str]:
 
 
 HEADER = ["| run | transform | mean Dice vs untransformed | min Dice (structure) | structures | differing voxels | "
-          "time (s) |", "|---|---|---|---|---|---|---|"]
+          "labels' round trip: untransformed result there and back, mean Dice (differing voxels) | "
+          "image's round trip: transformed image back on the original grid, segmented, mean Dice (differing voxels) | "
+          "mean Dice on the transformed grid | time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def main(argv=None) -> int:
@@ -314,7 +340,7 @@ def main(argv=None) -> int:
         try:
             rows += run_model(run, transforms)
         except Exception as exc:  # a model or case that is not available here is reported, not hidden
-            rows.append(f"| {run.name} | (not run: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}) ||||||")
+            rows.append(f"| {run.name} | (not run: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}) |||||||||")
             print(rows[-1], flush=True)
         notes.append(f"{run.name}: {run.note}")
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/robustness.py", *(argv or sys.argv[1:])])

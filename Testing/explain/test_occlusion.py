@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepseg.explain import explain
+from deepseg.explain import METHODS, default_method, explain
 from deepseg.explain.faithfulness import distance_map, evaluate_map, model_segmenter, random_map
 from deepseg.explain.occlusion import MAX_BLOCKS, occlusion_blocks
 from deepseg.explain.removal import impute_linear, remove_voxels
+from deepseg.models.formats import LOADERS
 from deepseg.volume import Volume
 
 
@@ -96,3 +97,17 @@ def test_occlusion_finds_what_the_model_needs_and_beats_both_baselines(cue_model
     dist = evaluate_map(seg, [cue_box], res.labels.array, 1, distance_map(structure, cue_box.spacing), **kw)
     assert rnd.deletion[0.05] < 0.05 and dist.deletion[0.05] < 0.05
     assert occ.deletion[0.05] == 1.0
+
+
+# the method each format's measurements in benchmarks/RESULTS.md ("Explainability on the real models with
+# imputed removal") found most faithful: the largest top-5 % deletion, beating the random and distance baselines
+MEASURED_DEFAULTS = {"brainchop-meshnet": "occlusion", "pyliverlesionseg": "occlusion", "nnunetv2": "gradcam"}
+
+
+@pytest.mark.parametrize("fmt", sorted(LOADERS))
+def test_each_format_explains_with_its_measured_default(fmt):
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(card=SimpleNamespace(format=fmt))
+    assert default_method(model) == MEASURED_DEFAULTS.get(fmt, "gradcam")
+    assert default_method(model) in METHODS
