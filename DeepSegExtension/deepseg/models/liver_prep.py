@@ -14,21 +14,26 @@ networks RAS-flipped arrays.  Facts reproduced here:
   original trims around the centre of the abdominal air); the pelvic (hip) search of the original is
   replaced by the 408 mm limit (see ``crop_ct``); unlike the original, bowel gas is told apart from the
   lungs (``_lung_air``), and a scan without lungs keeps its top;
+* unlike the original, constant-valued padding at a soft-tissue value is read as air (``padding_to_air``);
 * MR body crop (``crop_mr_image``): the top 430 mm and the largest component above 1 % of the maximum.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from scipy import ndimage, sparse
+
+if TYPE_CHECKING:
+    from ..volume import Volume
 
 Box = tuple[slice, slice, slice]
 
 MAX_SIZE_MM = (489.0, 408.0, 408.0)  # (x, y, z) limits of the original's crop
 MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung on each side of the body
 MIN_WHOLE_LUNG_ML = 300.0  # an air space this large is a lung even when the field of view holds all of it
+AIR_HU = -1000.0
 MIN_TORSO_WIDTH_MM = 200.0  # narrower bodies (an adult head is < ~170 mm wide, a torso > ~250 mm) hold no liver
 
 
@@ -60,6 +65,13 @@ def from_lps_xyz(array_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:
     inverse = np.argsort(perm)
     arr = arr.transpose(list(range(lead)) + [lead + int(a) for a in inverse])  # [i, j, k]
     return arr.transpose(list(range(lead)) + [lead + 2, lead + 1, lead])
+
+
+def lps_volume(image: "Volume") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(array [x, y, z] float32, spacing (x, y, z), orientation)`` of ``image`` in LPS, from its direction
+    matrix (never from its storage order)."""
+    ornt = lps_orientation(image.direction, image.spacing)
+    return to_lps_xyz(image.array, ornt).astype(np.float32), xyz_spacing(image.spacing, ornt), ornt
 
 
 def xyz_spacing(spacing_ijk: Sequence[float], ornt: np.ndarray) -> np.ndarray:
@@ -118,6 +130,29 @@ def unzoom_linear(array: np.ndarray, old_shape: Sequence[int], zoom: Sequence[fl
                                     output_shape=tuple(int(v) for v in old), order=1, mode="nearest")
 
 
+# --- padding -------------------------------------------------------------------------------------------
+def padding_to_air(vol: np.ndarray) -> np.ndarray:
+    """A CT ``[x, y, z]`` (HU) with its constant-valued padding set to at most air (``AIR_HU``).
+
+    Padding is a region of one single value that holds a corner of the axial field of view (left or right,
+    front or back), as processed, registered or atlas images have around the body.  Scanned tissue always
+    carries noise, so no 3 x 3 x 3 neighbourhood inside a patient holds one value.  Padding at a soft-tissue value (TotalSegmentator's head
+    atlas is padded with 0 HU) is otherwise read as body: the torso gate then sees the whole field of view
+    as a torso, and the network sees water around the head and marks it as liver.  Padding at or below air
+    (-1024 HU outside a scanner's reconstruction circle, say) is left as it is.
+    """
+    flat = ndimage.maximum_filter(vol, 3) == ndimage.minimum_filter(vol, 3)
+    labels, _ = ndimage.label(flat)
+    border = np.setdiff1d(labels[[0, 0, -1, -1], [0, -1, 0, -1]], [0])  # the four corner columns
+    if border.size == 0:
+        return vol
+    pad = np.isin(labels, border)
+    pad = ndimage.binary_dilation(pad, np.ones((3, 3, 3), bool)) & np.isin(vol, np.unique(vol[pad]))  # its rim
+    out = vol.copy()
+    out[pad] = np.minimum(out[pad], AIR_HU)
+    return out
+
+
 # --- body crops ----------------------------------------------------------------------------------------
 def _box_erode(mask: np.ndarray, size: int) -> np.ndarray:
     """Binary erosion by a ``size``^3 box (outside counts as background), by separable 1D minima."""
@@ -160,9 +195,14 @@ def _lung_air(air_labels: np.ndarray, sizes: np.ndarray, order: np.ndarray, spac
     return lungs
 
 
-def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung_th: float) -> "int | None":
-    """Lowest slice of the lungs (see ``_lung_air``), from their z-profile and their lower ends; None
-    when the field of view holds no lungs."""
+def body_box(vol: np.ndarray, tissue_th: float = -150) -> Box:
+    """Bounding box of the largest eroded soft-tissue (> ``tissue_th`` HU) component of a CT ``[x, y, z]``."""
+    return _largest_component_box(ndimage.binary_erosion(vol > tissue_th))
+
+
+def lung_air(vol: np.ndarray, spacing: Sequence[float], body: Box, lung_th: float = -600) -> "np.ndarray | None":
+    """Mask of the lungs (see ``_lung_air``) in a CT ``[x, y, z]`` LPS array (HU) whose body box is ``body``;
+    None when the field of view holds no lungs."""
     inside = np.full(vol.shape, vol.min(), dtype=vol.dtype)
     inside[body] = vol[body]
     air = inside < lung_th
@@ -175,9 +215,11 @@ def _liver_dome_slice(vol: np.ndarray, spacing: Sequence[float], body: Box, lung
         return None
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     order = np.argsort(sizes)[::-1] + 1  # labels by decreasing size; the first is the outside air
-    lungs = _lung_air(labels, sizes, order, spacing, body)
-    if lungs is None:
-        return None
+    return _lung_air(labels, sizes, order, spacing, body)
+
+
+def _liver_dome_slice(lungs: np.ndarray, body: Box) -> int:
+    """Lowest slice of the lungs (``lung_air``), from their z-profile and their lower ends."""
     profile = np.convolve(lungs.sum((0, 1)), np.ones(7), "same")
     high = np.where(profile > profile.min() + 0.5 * (profile.max() - profile.min()))[0]
     dome = int(high[0])
@@ -207,8 +249,9 @@ def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, 
     Deviation: the original also searches the pelvis and starts the box 20 mm below it; here the box
     keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may stay.
     """
-    body = _largest_component_box(ndimage.binary_erosion(vol > tissue_th))
-    dome = _liver_dome_slice(vol, spacing, body, lung_th)
+    body = body_box(vol, tissue_th)
+    lungs = lung_air(vol, spacing, body, lung_th)
+    dome = None if lungs is None else _liver_dome_slice(lungs, body)
     z_stop = vol.shape[2] if dome is None else min(vol.shape[2], dome + int(dome_margin_mm / spacing[2]))
     z = slice(0, max(z_stop, 1))
     inner = _largest_component_box(_box_erode(vol[body[0], body[1], z] > tissue_th, 5))
