@@ -104,3 +104,19 @@ def chest_ct():
     image = _totalseg("tests/reference_files/aorta_report/example_ct.nii.gz")[0]
     origin = (image.ijk_to_lps() @ np.array([0.0, 0.0, 80, 1.0]))[:3]
     return Volume(image.array[80:], image.spacing, tuple(origin), image.direction)
+
+
+@pytest.fixture(scope="session")
+def pelvis_ct(totalseg_full_ct):
+    """The lowest 60 slices (180 mm: pelvis and lower abdomen, no liver) of TotalSegmentator's example CT."""
+    from deepseg.volume import Volume
+
+    image = totalseg_full_ct[0]
+    return Volume(image.array[:60], image.spacing, image.origin, image.direction)  # k runs inferior -> superior
+
+
+@pytest.fixture(scope="session")
+def head_ct_atlas():
+    """TotalSegmentator's head CT atlas (202 x 202 x 179 at 1 mm, skull-stripped, padded with 0 HU), from the
+    totalsegmentator wheel on PyPI."""
+    return _totalseg("totalsegmentator/resources/ct_brain_atlas_1mm.nii.gz", sdist=False)[0]

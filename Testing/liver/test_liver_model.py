@@ -20,7 +20,8 @@ def _dice(a, b):
 
 
 def _synthetic_ct():
-    """Body ellipsoid (40 HU) in air with a bright 'organ' (200 HU); anisotropic spacing, flipped axes."""
+    """Body ellipsoid (40 HU) in air with a bright 'organ' (200 HU) whose top is row j = 18; anisotropic
+    spacing, flipped axes (j runs superior -> inferior)."""
     k, j, i = np.mgrid[:40, :70, :80]
     arr = np.full(k.shape, -1000.0, np.float32)
     arr[((j - 35) / 30.0) ** 2 + ((i - 40) / 36.0) ** 2 < 1] = 40.0
@@ -41,9 +42,10 @@ def _model(lesions: bool) -> LiverModel:
 @pytest.mark.parametrize("thin", [False, True])
 def test_restore_maps_network_space_back_onto_the_input_grid(thin):
     volume, organ = _synthetic_ct()
-    if thin:  # 50 mm in z (j runs superior->inferior): mirrored to 90 mm = 30 slices of 3 mm in network space
-        volume = Volume(volume.array[:, 20:40], volume.spacing, volume.origin, volume.direction)
-        organ = organ[:, 20:40]
+    # a scan without lungs starts below them and cuts the liver at its top (``liver_site``)
+    top = slice(20, 40) if thin else slice(16, None)
+    volume = Volume(volume.array[:, top], volume.spacing, volume.origin, volume.direction)
+    organ = organ[:, top]  # thin: 50 mm in z, mirrored to 90 mm = 30 slices of 3 mm in network space
     model = _model(lesions=False)
     prepared = model.prepare([volume])
     if thin:
@@ -55,6 +57,25 @@ def test_restore_maps_network_space_back_onto_the_input_grid(thin):
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
     labels = model.labels_from_probabilities(probs)
     assert _dice(labels == 1, organ) > 0.9
+
+
+def test_a_liver_needs_lungs_or_the_top_of_the_scan_above_it():
+    """The 'organ' 45 mm below the top of a scan without lungs (tissue above it, as the bladder the network
+    takes for liver in a pelvis-only CT) is dropped; with lungs from 10 mm above it down it is a liver."""
+    volume, organ = _synthetic_ct()
+    model = _model(lesions=False)
+
+    def liver_of(vol):
+        prepared = model.prepare([vol])
+        fake = (prepared.image[0] > 0.4).astype(np.float32)
+        return model.labels_from_probabilities(model.restore(torch.from_numpy(np.stack([1 - fake, fake])),
+                                                             prepared)) == 1
+
+    assert not liver_of(volume).any()
+    arr = volume.array.copy()
+    arr[:, :18] = arr[:, 35:36]  # the body runs up to the top of the scan above the organ ...
+    arr[5:35, :14, 8:38] = arr[5:35, :14, 42:72] = -850.0  # ... with lungs from 10 mm above the organ (i: L -> R)
+    assert _dice(liver_of(volume.with_array(arr)), organ) > 0.9
 
 
 def test_cascade_probabilities_and_labels():
@@ -142,6 +163,24 @@ def test_no_liver_in_the_chest(liver_folder, chest_ct):
     ml = _liver_ml(liver_folder, chest_ct)
     print(f"liver volume predicted in the chest: {ml:.2f} mL")
     assert ml <= 5.0
+
+
+def test_no_liver_in_a_pelvis_only_ct(liver_folder, pelvis_ct, caplog):
+    """A CT of the pelvis and lower abdomen: the network marks the bladder as liver (312 mL, P ~0.93), but
+    nothing above it is lung and the scan goes on 87 mm above it, so it is no liver (``liver_site``)."""
+    ml = _liver_ml(liver_folder, pelvis_ct)
+    print(f"liver volume predicted in the pelvis: {ml:.2f} mL")
+    assert ml <= 5.0
+    assert "neither lungs nor the top of the field of view" in caplog.text  # the network did find a "liver"
+
+
+def test_no_liver_in_a_head_ct_atlas(liver_folder, head_ct_atlas, caplog):
+    """A head CT padded with 0 HU: the padding is read as air, so the torso gate sees a head (it had
+    segmented 1189 mL of the padding around the brain as liver)."""
+    ml = _liver_ml(liver_folder, head_ct_atlas)
+    print(f"liver volume predicted in the head CT atlas: {ml:.2f} mL")
+    assert ml <= 5.0
+    assert "No torso in the image" in caplog.text
 
 
 def test_no_liver_in_a_brain_mr(liver_h5, shared, tmp_path):
