@@ -51,16 +51,20 @@ def _stored(array_xyz: np.ndarray, storage: str) -> tuple[Volume, "callable"]:
     ("under the lungs", True),           # the dome 8 mm below the lung bases
     ("cut by the top", True),            # no lungs in view: the scan starts below them and cuts the liver
     ("near the top", True),              # no lungs, top 8 mm below the edge (the network's boundary error)
+    ("cut by the top, air above", True),  # the same scan placed in a larger grid: 60 mm of air above it
     ("tissue above, no lungs", False),   # a pelvis-only scan: bladder / muscle 80 mm below the top
     ("far below the lungs", False),      # lungs in view, but 120 mm of abdomen between them and the "liver"
 ])
 def test_a_liver_has_lungs_or_the_top_of_the_scan_above_it(storage, scene, covered):
     nz = 80
     lungs_from, top = {"under the lungs": (50, 47), "cut by the top": (None, 79), "near the top": (None, 77),
-                       "tissue above, no lungs": (None, 59), "far below the lungs": (50, 19)}[scene]
+                       "tissue above, no lungs": (None, 59), "far below the lungs": (50, 19),
+                       "cut by the top, air above": (None, 64)}[scene]
     vol = _torso(nz, lungs_from)
     liver = _liver(nz, top)
     vol[liver] = 60.0
+    if scene.endswith("air above"):
+        vol[:, :, top + 1:] = -1024.0
     image, onto = _stored(vol, storage)
     assert liver_top_is_covered(onto(liver), image) is covered
 

@@ -7,7 +7,9 @@ lung bases, which lie below the dome, so it cuts a liver at its top.  A predicte
 well inside the field of view, with no lungs reaching down to it, has bowel, bladder or a skull above it:
 it is not a liver.  The liver network, trained on abdomens, marks the bladder and gluteal muscles of a
 pelvis-only CT as liver with a probability of ~0.93, so no confidence threshold can tell them apart; this
-anatomy can.  "Superior" comes from the direction matrix (``liver_prep.lps_volume``), distances are in mm.
+anatomy can.  "Superior" comes from the direction matrix (``liver_prep.lps_volume``), distances are in mm,
+and the top of the field of view is the highest slice that holds the body: slabs of padding or air above
+it (a scan placed in a larger grid) are not part of the scan.
 """
 from __future__ import annotations
 
@@ -34,10 +36,11 @@ def liver_top_is_covered(liver: np.ndarray, image: Volume) -> bool:
     if levels.size == 0:
         return True
     top = int(levels[-1])
-    if (vol.shape[2] - 1 - top) * spacing[2] <= FOV_TOP_MM:
-        return True
     vol = lp.padding_to_air(vol)
-    lungs = lp.lung_air(vol, spacing, lp.body_box(vol))
+    body = lp.body_box(vol)
+    if (body[2].stop - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
+        return True
+    lungs = lp.lung_air(vol, spacing, body)
     if lungs is None:
         return False
     lung_bottom = int(np.flatnonzero(lungs.any((0, 1)))[0])
