@@ -142,16 +142,28 @@ def padding_to_air(vol: np.ndarray) -> np.ndarray:
     head as liver.  Padding at or below air (-1024 HU outside a scanner's reconstruction circle, say) is
     left as it is.
     """
-    flat = ndimage.maximum_filter(vol, 3) == ndimage.minimum_filter(vol, 3)
-    labels, _ = ndimage.label(flat)
-    border = np.setdiff1d(labels[[0, 0, -1, -1], [0, -1, 0, -1]], [0])  # the four corner columns
-    if border.size == 0:
-        return vol
-    pad = np.isin(labels, border)
-    pad = ndimage.binary_dilation(pad, np.ones((3, 3, 3), bool)) & np.isin(vol, np.unique(vol[pad]))  # its rim
-    out = vol.copy()
-    out[pad] = np.minimum(out[pad], AIR_HU)
+    out = vol
+    cube = np.ones((3, 3, 3), bool)
+    for value in _corner_padding_values(vol):
+        same = vol == value
+        labels, _ = ndimage.label(ndimage.binary_erosion(same, cube, border_value=1))  # flat voxels of this value
+        pad = np.isin(labels, np.setdiff1d(labels[[0, 0, -1, -1], [0, -1, 0, -1]], [0]))
+        out = out.copy() if out is vol else out
+        out[ndimage.binary_dilation(pad, cube) & same] = AIR_HU  # with its rim next to the body
     return out
+
+
+def _corner_padding_values(vol: np.ndarray) -> np.ndarray:
+    """Values above air held by flat voxels (one value in their 3 x 3 x 3 neighbourhood) at the corners of
+    the axial field of view: the only candidates for ``padding_to_air`` (checked first, as it is cheap)."""
+    values = []
+    ends = (slice(0, 2), slice(None, -3, -1))  # the first two and the last two rows or columns, from the edge
+    for x in ends:
+        for y in ends:
+            block = vol[x, y]
+            flat = (ndimage.maximum_filter(block, 3) == ndimage.minimum_filter(block, 3))[0, 0]
+            values.append(block[0, 0][flat & (block[0, 0] > AIR_HU)])
+    return np.unique(np.concatenate(values))
 
 
 # --- body crops ----------------------------------------------------------------------------------------
