@@ -53,14 +53,17 @@ def _stored(array_xyz: np.ndarray, storage: str) -> tuple[Volume, "callable"]:
     ("near the top", True),              # no lungs, top 8 mm below the edge (the network's boundary error)
     ("cut by the top, air above", True),  # the same scan placed in a larger grid: 60 mm of air above it
     ("tissue above, no lungs", False),   # a pelvis-only scan: bladder / muscle 80 mm below the top
-    ("far below the lungs", False),      # lungs in view, but 120 mm of abdomen between them and the "liver"
+    ("far below the lungs", True),       # lungs above, 120 mm higher: allowed (pleural fluid can lift them)
+    ("above the lungs", False),          # lungs in view, all of them below the "liver" (a head or a neck)
 ])
 def test_a_liver_has_lungs_or_the_top_of_the_scan_above_it(storage, scene, covered):
     nz = 80
     lungs_from, top = {"under the lungs": (50, 47), "cut by the top": (None, 79), "near the top": (None, 77),
                        "tissue above, no lungs": (None, 59), "far below the lungs": (50, 19),
-                       "cut by the top, air above": (None, 64)}[scene]
+                       "cut by the top, air above": (None, 64), "above the lungs": (None, 59)}[scene]
     vol = _torso(nz, lungs_from)
+    if scene == "above the lungs":
+        vol[15:45, 20:60, :30] = vol[55:85, 20:60, :30] = -850.0  # two whole lungs (3 L each) in slices 0-29
     liver = _liver(nz, top)
     vol[liver] = 60.0
     if scene.endswith("air above"):
