@@ -32,6 +32,8 @@ def liver_top_is_covered(liver: np.ndarray, image: Volume) -> bool:
     if levels.size == 0:
         return True
     top = int(levels[-1])
+    if (vol.shape[2] - 1 - top) * spacing[2] <= FOV_TOP_MM:  # the body cannot end higher than the grid
+        return True
     vol = lp.padding_to_air(vol)
     body = lp.body_box(vol)
     if (body[2].stop - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
