@@ -23,6 +23,11 @@ class StoreError(DeepSegError):
     """A model download, checksum or cache operation failed."""
 
 
+class DownloadUnavailable(StoreError):
+    """The package index could not be reached or had no such file: nothing was fetched (unlike a checksum
+    mismatch or a corrupt archive, which are errors in what was fetched)."""
+
+
 class ExportError(DeepSegError):
     """A result cannot be written in the requested clinical format."""
 

