@@ -245,9 +245,10 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
 
         _write_atomically(xml, save)
     core = _openvino_core(str(stem.parent / "blobs"))
-    # latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among them
+    # latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among
+    # them, not pinned to cores (a stream pinned to a core that another program is using cannot move)
     hint = {"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"PERFORMANCE_HINT": "THROUGHPUT",
-                                                                  "NUM_STREAMS": streams}
+                                                                  "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
     compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", **hint,
                                                     "INFERENCE_NUM_THREADS": max(_threads(), streams)})
     requests: "queue.SimpleQueue" = queue.SimpleQueue()  # one infer request per stream, handed to the calling thread
