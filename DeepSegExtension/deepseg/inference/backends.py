@@ -7,9 +7,9 @@ ONNX exporter) and kept in the model store under ``compiled/<backend>-<version>/
 by the sha256 of the weights, the module's description (layer settings) and the input shape.
 OpenVINO's compiled-blob cache lives next to it, so a second run pays neither export nor compilation.
 A sliding window of many patches runs OpenVINO in throughput mode: one stream per CPU thread, each
-computing its own patch single-threaded, with as many patches in flight (``BackendNetwork.streamed``).
-Two single-threaded streams on two cores were 1.5x faster per patch than one two-threaded stream for a
-TotalSegmentator-sized network (``benchmarks/RESULTS.md``): no barrier between the threads after every layer.
+computing its own patch single-threaded, with as many patches in flight (``BackendNetwork.streamed``):
+no barrier between the threads after every layer, and the Python work between patches (cutting,
+weighting, accumulating) overlaps the network.
 A network that does not export or compile runs in PyTorch after a one-line notice.
 Computation stays float32 on every CPU (OpenVINO would pick bf16 on CPUs that have it).
 Explanations need gradients and always run the PyTorch modules; they never come through here.
