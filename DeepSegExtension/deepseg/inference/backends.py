@@ -46,22 +46,46 @@ EXPORT_VERSION = "1"  # bump when the export recipe changes, so old cached files
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-_CURRENT = contextvars.ContextVar("deepseg_inference_backend", default="torch")
+class BackendUse:
+    """What one run asked for and what its networks actually ran on (a network that did not convert runs in
+    PyTorch): provenance reports ``ran`` and ``fallbacks``, not just the choice. Networks are registered when
+    they are put on the backend (``on_backend``), in the thread that set ``using``; they may run in others."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.networks: list["BackendNetwork"] = []
+
+    @property
+    def ran(self) -> str:
+        """``openvino``, ``torch``, or ``openvino+torch`` when only some networks converted."""
+        engines = {"torch" if n.failed else n.backend for n in self.networks} or {self.backend}
+        return "+".join(sorted(engines, key=lambda b: b == "torch"))
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """Network class -> "backend (why)" it did not convert to."""
+        return {type(n.net).__name__: f"{n.backend} ({n.failed})" for n in self.networks if n.failed}
+
+
+_CURRENT: "contextvars.ContextVar[Optional[BackendUse]]" = contextvars.ContextVar("deepseg_inference_backend",
+                                                                                    default=None)
 
 
 @contextlib.contextmanager
 def using(backend: str):
     """Run the networks of everything inside on ``backend`` (``segment`` sets its option here; outside,
-    e.g. training evaluation and explanations, networks run in PyTorch)."""
-    token = _CURRENT.set(backend)
+    e.g. training evaluation and explanations, networks run in PyTorch); yields the run's ``BackendUse``."""
+    use = BackendUse(backend)
+    token = _CURRENT.set(use)
     try:
-        yield
+        yield use
     finally:
         _CURRENT.reset(token)
 
 
 def current_backend() -> str:
-    return _CURRENT.get()
+    use = _CURRENT.get()
+    return use.backend if use else "torch"
 
 
 def installed(backend: str) -> bool:
@@ -184,7 +208,11 @@ def on_backend(net: nn.Module, backend: str, dynamic: bool = False) -> Union[nn.
     per_net = _WRAPPED.setdefault(net, {})
     if (backend, dynamic) not in per_net:
         per_net[backend, dynamic] = BackendNetwork(net, backend, dynamic=dynamic)
-    return per_net[backend, dynamic]
+    wrapped = per_net[backend, dynamic]
+    use = _CURRENT.get()
+    if use is not None and wrapped not in use.networks:
+        use.networks.append(wrapped)
+    return wrapped
 
 
 # --- export and compilation ------------------------------------------------------------------------

@@ -131,7 +131,8 @@ class Prediction:
     device: str
     run: ModelRun
     uncertainty: Optional[object] = None
-    backend: str = "torch"  # the inference backend the run used ("auto" resolved)
+    backend: str = "torch"  # the inference backend(s) the networks ran on ("auto" resolved, fallbacks counted)
+    fallbacks: dict = field(default_factory=dict)  # network class -> "backend (why)" it did not convert to
 
 
 def output_paths(opts: SegmentOptions, output=None, labelmap=None, provenance_path=None) -> dict[str, Path]:
@@ -160,17 +161,18 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
     progress = progress or Progress()
     dev = resolve_device(opts.device)
     backend = resolve_backend(opts.backend, dev)
-    with using(backend):
+    with using(backend) as use:
         if opts.uncertainty:
             from .uncertainty import uncertainty_maps
 
             unc = uncertainty_maps(model, channels, tta=opts.tta, folds=folds, device=dev, overlap=opts.overlap,
                                    progress=progress)
             progress.stage("postprocess")
-            return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc, backend)
+            return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc, use.ran,
+                              use.fallbacks)
         run = run_stages(model, channels, device=dev, tta=opts.tta, overlap=opts.overlap, folds=folds,
                          progress=progress)
-    return Prediction(run.probabilities, run.labels, str(dev), run, backend=backend)
+    return Prediction(run.probabilities, run.labels, str(dev), run, backend=use.ran, fallbacks=use.fallbacks)
 
 
 def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
@@ -202,7 +204,9 @@ def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, cha
                    for spec, src, ch in zip(card.inputs, inputs, channels)],
         "settings": {**settings, "device": prediction.device, "backend": prediction.backend,
                      "structures": [lab.name for lab in selected]},
-        "notes": notes, "software": software_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "notes": notes + [f"{name} did not convert to {why}; it ran in PyTorch."
+                          for name, why in prediction.fallbacks.items()],
+        "software": software_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     }
     if prediction.uncertainty is not None:
         from .uncertainty import uncertainty_summary

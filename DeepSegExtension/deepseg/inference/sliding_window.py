@@ -41,8 +41,10 @@ def window_starts(size: int, tile: int, overlap: float) -> list[int]:
 
 
 @lru_cache(maxsize=8)
-def _gaussian_np(tile: tuple[int, ...], sigma_scale: float = 1.0 / 8) -> np.ndarray:
-    """nnU-Net's patch weights: a Gaussian-filtered centred impulse (sigma = tile / 8), peak 10.
+def _gaussian_np(tile: tuple[int, ...], dtype: str = "float32", sigma_scale: float = 1.0 / 8) -> np.ndarray:
+    """nnU-Net's importance map: a Gaussian-filtered centred impulse (sigma = tile / 8) peaking at 10, cast to
+    ``dtype``, then its zeros (underflow at the border) raised to its smallest non-zero value so no voxel has
+    weight 0 (half precision: nnunetv2's ``compute_gaussian`` exactly).
 
     Filtering an impulse is separable, so the map is the outer product of the three filtered 1-D impulses:
     the same numbers as filtering the 3-D impulse (``gaussian_filter``), without its ~10^9 multiply-adds
@@ -54,16 +56,17 @@ def _gaussian_np(tile: tuple[int, ...], sigma_scale: float = 1.0 / 8) -> np.ndar
         impulse = np.zeros(t, dtype=np.float64)
         impulse[t // 2] = 1.0
         g = np.multiply.outer(g, gaussian_filter1d(impulse, t * sigma_scale, mode="constant", cval=0))
-    g = g / g.max() * 10.0
-    g[g == 0] = g[g > 0].min()  # never divide by zero at the border
-    return g.astype(np.float32)
+    g = torch.from_numpy(g / (g.max() / 10.0)).to(getattr(torch, dtype)).numpy()  # torch rounds as nnU-Net's does
+    g[g == 0] = g[g > 0].min()
+    return g
 
 
-def blend_weights(tile: Sequence[int], blend: str, device: torch.device) -> torch.Tensor:
+def blend_weights(tile: Sequence[int], blend: str, device: torch.device,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if blend == "gaussian":
-        return torch.from_numpy(_gaussian_np(tuple(tile))).to(device)
+        return torch.from_numpy(_gaussian_np(tuple(tile), str(dtype).removeprefix("torch."))).to(device)
     if blend == "constant":
-        return torch.ones(tuple(tile), device=device)
+        return torch.ones(tuple(tile), dtype=dtype, device=device)
     raise ValueError(f"unknown blend mode {blend!r}")
 
 
@@ -203,16 +206,16 @@ MIRROR_BATCH = 1 << 21  # input voxels up to which all mirrorings of a batch go 
 
 def _mirrored_logits(net, x: torch.Tensor, flips: list, forward: Callable, together: bool) -> torch.Tensor:
     """Mean logits of ``x`` over the mirrorings ``flips``; ``together`` stacks them into one call (one
-    network call instead of eight: per-call overhead dominates small patches, most of all on the CPU)."""
+    network call instead of eight: per-call overhead dominates small patches, most of all on the CPU).
+    Summed in ``flips`` order and divided once, as nnU-Net does."""
     if together and len(flips) > 1:
         n = x.shape[0]
-        out = forward(net, torch.cat([torch.flip(x, dims) if dims else x for dims in flips])).float()
-        parts = [torch.flip(out[i * n:(i + 1) * n], dims) if dims else out[i * n:(i + 1) * n]
-                 for i, dims in enumerate(flips)]
-        return torch.stack(parts).mean(0)
+        stacked = forward(net, torch.cat([torch.flip(x, dims) if dims else x for dims in flips])).float()
+        outs = (stacked[i * n:(i + 1) * n] for i in range(len(flips)))
+    else:
+        outs = (forward(net, torch.flip(x, dims) if dims else x).float() for dims in flips)
     logits = None
-    for dims in flips:
-        out = forward(net, torch.flip(x, dims) if dims else x).float()
+    for dims, out in zip(flips, outs):
         out = torch.flip(out, dims) if dims else out
         logits = out if logits is None else logits + out
     return logits / len(flips)
@@ -246,10 +249,15 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
     plan = plan_windows(img.shape[1:], window, overlap)
     data = torch.nn.functional.pad(img, plan.pad).to(device)
     boxes, grid = plan.boxes, plan.grid
-    weights = blend_weights(tuple(int(t) for t in plan.out_tile), window.blend, device)
+    dtype = {"float32": torch.float32, "float16": torch.float16}[window.accumulate]
+    weights = blend_weights(tuple(int(t) for t in plan.out_tile), window.blend, device, dtype)
     flips = mirror_combinations(window.mirror_axes) if mirror else [()]
-    acc = torch.zeros((num_classes, *grid), dtype=torch.float32, device=device)
-    norm = torch.zeros(grid, dtype=torch.float32, device=device)
+    acc = torch.zeros((num_classes, *grid), dtype=dtype, device=device)
+    norm = torch.zeros(grid, dtype=dtype, device=device)
+    # float32: every network's weighted logits in one sum (one division averages the folds too); float16
+    # (nnU-Net): each network's sums divided on their own, the quotients averaged, all in half precision
+    per_network = dtype == torch.float16 and len(networks) > 1
+    total = torch.zeros_like(acc) if per_network else None
 
     # all mirrorings of a batch in one network call when the stacked input is small enough
     together = batch_size * img.shape[0] * int(np.prod(plan.patch)) * len(flips) <= MIRROR_BATCH
@@ -276,5 +284,12 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
                         acc[(slice(None), *sl)] += lg
                         norm[sl] += weights
                     steps.patches_done(len(chunk))
-    acc /= norm  # norm summed the weights of every network, so this also averages the folds
-    return acc[(slice(None), *plan.crop)].cpu()
+            if per_network:
+                total += acc / norm
+                acc.zero_()
+                norm.zero_()
+    if per_network:
+        acc = total / len(networks)
+    else:
+        acc /= norm  # norm summed the weights of every network, so this also averages the folds
+    return acc[(slice(None), *plan.crop)].float().cpu()

@@ -14,7 +14,9 @@ class WindowSpec:
 
     ``output_margin``: voxels a valid-convolution network loses on each side (input patch =
     ``patch_size``, output = ``patch_size - 2*margin``); ``blend``: "gaussian" (nnU-Net) or
-    "constant" (plain average; with a margin this is tiling with a halo).
+    "constant" (plain average; with a margin this is tiling with a halo); ``accumulate``: "float32", or
+    "float16" for nnU-Net's numerics (Gaussian, weighted sums and each fold's quotient kept in half precision,
+    folds averaged in half precision), which gives nnUNetPredictor's logits rather than more exact ones.
     """
 
     patch_size: tuple[int, int, int]
@@ -22,3 +24,4 @@ class WindowSpec:
     blend: str = "gaussian"
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     output_margin: tuple[int, int, int] = (0, 0, 0)
+    accumulate: str = "float32"

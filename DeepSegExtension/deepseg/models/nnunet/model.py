@@ -3,8 +3,9 @@
 The steps and their order are nnU-Net's: transpose -> crop to non-zero -> normalise -> resample to the
 configuration's spacing -> Gaussian sliding window (mirroring over the checkpoint's allowed axes, folds
 averaged as logits) -> resample logits back -> softmax/sigmoid -> undo crop -> undo transpose.
-What differs is the plumbing: no worker processes, no files in between, float32 accumulation, batched
-patches and multi-threaded resampling of the logits.
+So is the arithmetic where it decides labels: half-precision sums in the sliding window and resampled logits
+rounded to half precision, as nnUNetPredictor keeps them. What differs is the plumbing: no worker processes,
+no files in between, batched patches (and mirrorings) and multi-threaded resampling of the logits.
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ class NnUNetModel(SegmentationModel):
             axes = tuple(a + 1 for a in self.mirror_axes)
         else:
             patch, axes = tuple(config.patch_size), self.mirror_axes
-        self.window = WindowSpec(patch_size=patch, overlap=0.5, blend="gaussian", mirror_axes=axes)
+        # half-precision sums as nnUNetPredictor keeps them: its results, not more exact ones (see restore)
+        self.window = WindowSpec(patch_size=patch, overlap=0.5, blend="gaussian", mirror_axes=axes,
+                                 accumulate="float16")
         # small patches run several to a batch (per-call overhead dominates small networks on the CPU:
         # 3x faster for 16x32x32); patches of 64^3 voxels or more run one at a time
         self.batch_size = int(max(1, min(8, (1 << 18) // int(np.prod(patch)))))
@@ -121,6 +124,9 @@ class NnUNetModel(SegmentationModel):
 
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
         x = self._to_cropped_grid(logits, prepared)
+        # nnU-Net resamples half-precision logits into a half-precision array: the same rounding gives its
+        # labels where two classes' logits are within a rounding step of each other
+        x.copy_(x.half())
         _nonlin_(x, self.scheme.regions)
         # outside the non-zero box nnU-Net predicts background
         fill = [0.0] * x.shape[0] if self.scheme.regions else [1.0] + [0.0] * (x.shape[0] - 1)
