@@ -1,10 +1,13 @@
 """Inference backends (``deepseg.inference.backends``): OpenVINO and ONNX Runtime agree with PyTorch, ``auto``
 picks OpenVINO on the CPU, conversions are cached and reused, and a network that does not convert still runs
-(in PyTorch) after a one-line notice."""
+(in PyTorch) after a one-line notice, which provenance records. The real models (genuine nnU-Net fixture, also
+against nnUNetPredictor; MeshNet model18cls; liver) are checked in test_nnunet.py, test_meshnet.py and
+test_liver_model.py."""
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,8 +131,6 @@ def test_a_network_that_does_not_convert_runs_in_torch_with_a_notice(backend, ca
 def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_result():
     """Many patches: OpenVINO runs one stream per thread (two here), patches in flight at once, and the
     stitched logits equal PyTorch's sliding window (with mirroring and Gaussian weighting)."""
-    import numpy as np
-
     from deepseg.inference.sliding_window import predict_sliding_window
     from deepseg.models.base import WindowSpec
 
@@ -148,3 +149,60 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
     runners = list(wrapped._runners.values())
     assert [r.compiled.get_property("NUM_STREAMS") for r in runners] == [2]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+class Branchy(torch.nn.Module):
+    """``net`` behind a data-dependent branch that never changes its result: ``torch.export`` refuses it."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        y = self.net(x)
+        return y if float(y.abs().sum()) >= 0 else -y
+
+
+@pytest.mark.parametrize("backend", CONVERTING)
+def test_provenance_names_the_backend_that_actually_ran(backend, threshold_model, oblique_volume):
+    """A converted network reports its backend; one that fell back reports PyTorch, and a note says why."""
+    from deepseg.inference.pipeline import segment
+
+    converted = segment(threshold_model, [oblique_volume], device="cpu", backend=backend)
+    assert converted.provenance["settings"]["backend"] == backend
+    assert not any("did not convert" in n for n in converted.provenance["notes"])
+    threshold_model.networks["0"] = Branchy(threshold_model.networks["0"])
+    fell_back = segment(threshold_model, [oblique_volume], device="cpu", backend=backend)
+    assert fell_back.provenance["settings"]["backend"] == "torch"
+    assert [n for n in fell_back.provenance["notes"] if f"Branchy did not convert to {backend}" in n]
+    assert np.array_equal(fell_back.labels.array, converted.labels.array)
+
+
+# --- card-model architectures (the real models: test_nnunet.py, test_meshnet.py, test_liver_model.py) ----
+@pytest.mark.parametrize("fmt", ["monai-unet", "monai-vnet", "render-unet"])
+def test_card_models_convert_and_agree_with_torch(fmt, caplog):
+    """MONAI's UNet and VNet convert to OpenVINO (provenance says so); RenderUNet's point refinement picks a
+    data-dependent number of points, which ``torch.export`` refuses, so it runs in PyTorch and provenance says
+    that. Either way the probabilities are PyTorch's; the untrained weights make near-ties, so labels are compared
+    where PyTorch's two largest probabilities differ by more than float32 kernel differences can move them."""
+    if "openvino" not in CONVERTING:
+        pytest.skip("openvino is not installed")
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.card_model import CardModel, build_network
+    from deepseg.training.shapes import make_case, shapes_card
+
+    arch = {"monai-unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}, "monai-vnet": None,
+            "render-unet": {"features": [4, 8, 16, 16], "subdivision_points": 256, "train_points": 128}}[fmt]
+    card = shapes_card(fmt, (16, 16, 16), arch)
+    torch.manual_seed(3)
+    model = CardModel(card, {"0": build_network(card).eval()})
+    volume, _ = make_case(np.random.default_rng(5), (20, 24, 22), spacing=(1.2, 0.9, 1.1))
+    ov = segment(model, [volume], device="cpu", return_probabilities=True)  # auto
+    pt = segment(model, [volume], backend="torch", device="cpu", return_probabilities=True)
+    expected = "torch" if fmt == "render-unet" else "openvino"
+    assert ov.provenance["settings"]["backend"] == expected and pt.provenance["settings"]["backend"] == "torch"
+    assert any("did not convert to openvino" in n for n in ov.provenance["notes"]) == (expected == "torch")
+    assert np.abs(ov.probabilities - pt.probabilities).max() <= 1e-3
+    top2 = np.sort(pt.probabilities, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-3
+    assert clear.mean() > 0.9 and np.array_equal(ov.labels.array[clear], pt.labels.array[clear])

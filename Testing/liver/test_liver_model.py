@@ -97,24 +97,44 @@ def example_ct(shared):
     return image, read_volume(shared / "data" / "totalseg" / "example_seg.nii.gz").array == 5
 
 
+def _shrunk_patch(model, image):
+    """``model`` with a smaller patch than the original 162 x 162 x 189 that still holds the whole case in one
+    tile (27 * n input voxels; output = input - 26): same weights, less zero padding, ~3x less compute."""
+    shape = model.prepare([image]).image.shape[1:]
+    model.window = replace(model.window, patch_size=tuple(int(27 * np.ceil((s + 26) / 27)) for s in shape))
+    return model
+
+
 def test_shipped_liver_model_on_a_real_ct(liver_folder, example_ct):
     """The converted liver network on a real CT, with a patch shrunk to the case so it runs in CI."""
     from deepseg.inference.pipeline import segment
     from deepseg.models.loaders import load_model
 
     image, reference = example_ct
-    model = load_model(liver_folder)
-    prepared_shape = model.prepare([image]).image.shape[1:]
-    # a smaller patch than the original 162 x 162 x 189 that still holds the whole case in one tile
-    # (27 * n input voxels; output = input - 26): same weights, less zero padding, ~3x less compute
-    patch = tuple(int(27 * np.ceil((s + 26) / 27)) for s in prepared_shape)
-    model.window = replace(model.window, patch_size=patch)
+    model = _shrunk_patch(load_model(liver_folder), image)
     result = segment(model, [image])
     assert result.labels.same_grid(image)
     assert [lab.value for lab in result.label_info] == [1]
     dice = _dice(result.labels.array == 1, reference)
     print(f"liver Dice on the TotalSegmentator example CT (shrunk patch): {dice:.3f}")
     assert dice > 0.9
+
+
+def test_shipped_liver_model_on_openvino_agrees_with_torch(liver_folder, example_ct, tmp_path, monkeypatch):
+    """The converted liver network (valid convolutions, cropped skips, sigmoid head) converts to OpenVINO
+    (provenance says OpenVINO ran, not the PyTorch fallback) and labels the real CT as PyTorch does."""
+    pytest.importorskip("openvino")
+    from deepseg.inference.pipeline import segment
+    from deepseg.models.loaders import load_model
+
+    monkeypatch.setenv("DEEPSEG_HOME", str(tmp_path))  # conversions go to a fresh store
+    image, _ = example_ct
+    model = _shrunk_patch(load_model(liver_folder), image)
+    fast = segment(model, [image], device="cpu", backend="openvino")
+    slow = segment(model, [image], device="cpu", backend="torch")
+    assert fast.provenance["settings"]["backend"] == "openvino", fast.provenance["notes"]
+    assert (slow.labels.array == 1).sum() > 1000
+    assert _dice(fast.labels.array == 1, slow.labels.array == 1) >= 0.99
 
 
 def test_shipped_lesion_network_inside_a_given_liver(liver_lesion_folder, lits117):
