@@ -254,9 +254,10 @@ def _rows(run: Run, scores: dict, pp: bool = True) -> list[str]:
     return rows
 
 
-def faithfulness(run: Run) -> list[str]:
+def faithfulness(run: Run, reuse_maps: bool = False) -> list[str]:
     """Baselines first, then each method's map scored as soon as it is made (slow models report what
-    finished); every score is printed as it comes."""
+    finished); every score is printed as it comes.  ``reuse_maps``: score the map this run saved last time
+    instead of making it again."""
     from deepseg.explain import explain
     from deepseg.explain.faithfulness import distance_map, evaluate_map, model_segmenter, random_map
     from deepseg.models.base import SegmentationModel
@@ -277,10 +278,17 @@ def faithfulness(run: Run) -> list[str]:
     score("random map", random_map(labels.shape))
     score("distance baseline", distance_map(labels == value, channels[0].spacing))
     for m in run.methods:
+        saved = WORK / f"{run.name.replace('/', '_').replace(' ', '_')}-{m}.npy"
+        if reuse_maps and saved.exists():  # re-score a map made earlier (e.g. after a pipeline change)
+            print(f"{run.name}: {m} map reused from {saved.name} (made {time.ctime(saved.stat().st_mtime)})",
+                  flush=True)
+            score(m, np.load(saved))
+            print("\n".join(_rows(run, scores, pp=run.preserved)), flush=True)
+            continue
         t0 = time.perf_counter()
         res = explain(model, channels, run.segment, method=m, device="cpu")
         WORK.mkdir(exist_ok=True)
-        np.save(WORK / f"{run.name.replace('/', '_').replace(' ', '_')}-{m}.npy", res.heatmap.array)
+        np.save(saved, res.heatmap.array)
         print(f"{run.name}: {m} map in {time.perf_counter() - t0:.1f} s, of which segmentation "
               f"{res.info['seconds']['segment']:.1f} s (layers {res.info['layers']})", flush=True)
         score(m, res.heatmap.array)
@@ -310,6 +318,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="faithfulness runs whose name contains one of these (comma-separated; 'none')")
     ap.add_argument("--methods", help="override the methods of the selected faithfulness runs (comma-separated, "
                                       "in this order; the baselines always run)")
+    ap.add_argument("--reuse-maps", action="store_true",
+                    help=f"score the maps saved by an earlier run ({WORK.name}/RUN-METHOD.npy) instead of making them")
     ap.add_argument("--cost", help="cost runs (comma-separated; 'none'): " + ", ".join(COST_RUNS))
     ap.add_argument("--cost-methods", default="gradcam,layer-sum", help="methods timed in the cost runs")
     ap.add_argument("--combined", help="slow runs measured in one process (cost + faithfulness of one map): "
@@ -328,7 +338,7 @@ def main(argv=None) -> int:
             if args.methods:
                 run = replace(run, methods=tuple(_keys(args.methods, [])))
             try:
-                rows = faithfulness(run)
+                rows = faithfulness(run, args.reuse_maps)
             except Exception as exc:  # a model that is not available here is reported, not hidden
                 rows = [_not_measured(run.name, exc)]
             faith += [f"| {run.name} | k = " + " / ".join(f"{k:.0%}" for k in run.fractions) + " | | | | | | |"] + rows

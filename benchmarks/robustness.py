@@ -122,7 +122,7 @@ def oblique(vol, about_k: float = 20.0, about_j: float = 10.0) -> Transformed:
     points = (vol.ijk_to_lps() @ corners.T)[:3]               # LPS corners of the original
     local = np.linalg.inv(direction @ np.diag(vol.spacing)) @ points  # in the rotated grid's index units
     lo, hi = local.min(axis=1), local.max(axis=1)
-    size_ijk = np.ceil(hi - lo).astype(int) + 1
+    size_ijk = np.ceil(hi - lo - 1e-3).astype(int) + 1  # no extra voxel from rounding noise (90 degrees: same size)
     origin = direction @ np.diag(vol.spacing) @ lo
     grid = Volume(np.zeros(tuple(size_ijk[::-1]), np.float32), vol.spacing, tuple(origin), direction, vol.name,
                   dict(vol.meta))

@@ -180,6 +180,41 @@ def test_prepare_restore_on_oblique_input(tmp_path, oblique_volume):
     assert result.labels.same_grid(oblique_volume)
 
 
+def _conform_index(volume, grid):
+    """Continuous input index ``(i, j, k)`` of every conformed axis' voxel 0 (the grid origin)."""
+    return np.linalg.solve(volume.ijk_to_lps()[:3, :3], np.asarray(grid.origin) - np.asarray(volume.origin))
+
+
+@pytest.mark.parametrize("size_kji", [(97, 95, 96), (96, 96, 96), (31, 64, 33)])
+def test_conformed_grid_keeps_the_voxel_centres_of_a_1mm_input_in_any_storage_order(size_kji):
+    """A 1 mm input whose axes run along L, I, A in any order and sign: the conformed voxels are its own
+    voxels (integer index), so conforming copies instead of interpolating, whatever its size parity or
+    storage order; FreeSurfer's centre (index size/2) moves by at most half a voxel.  Inputs that are not
+    on such a lattice (0.9 mm, or oblique) keep FreeSurfer's centre exactly."""
+    import sys
+
+    from deepseg.models.conform import LIA_LPS, conformed_grid
+    from deepseg.volume import Volume
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from robustness import flip_storage, permute_storage
+
+    base = Volume(np.zeros(size_kji, np.float32), (1.0, 1.0, 1.0), (12.3, -40.7, 8.45), LIA_LPS.copy())
+    variants = [base, flip_storage(base).image, permute_storage(base).image,
+                flip_storage(permute_storage(base, (1, 0, 2)).image, (0,)).image]  # the last: 90 degrees about k
+    for vol in variants:
+        grid = conformed_grid(vol)
+        index = _conform_index(vol, grid)
+        assert np.allclose(index, np.round(index), atol=1e-6)
+        freesurfer = vol.ijk_to_lps() @ np.append(np.asarray(vol.size_ijk, float) / 2.0, 1.0)
+        centre = grid.ijk_to_lps() @ np.array([128.0, 128.0, 128.0, 1.0])
+        assert np.abs(centre - freesurfer)[:3].max() <= 0.5 + 1e-9
+    for vol in (Volume(np.zeros(size_kji, np.float32), (0.9, 0.9, 0.9), (12.3, -40.7, 8.45), LIA_LPS.copy()),):
+        grid = conformed_grid(vol)
+        freesurfer = vol.ijk_to_lps() @ np.append(np.asarray(vol.size_ijk, float) / 2.0, 1.0)
+        assert np.allclose(grid.ijk_to_lps() @ np.array([128.0, 128.0, 128.0, 1.0]), freesurfer)
+
+
 def test_restore_on_a_conformed_input_pastes_the_crop(tmp_path, oblique_volume):
     """An input already on the conformed 256^3 grid: the crop's probabilities are pasted (transposed back
     to the array's k, j, i order) with background = 1 outside the crop, with no interpolation."""
