@@ -18,6 +18,8 @@ onto the original grid, plus the original voxels both grids cover):
     python benchmarks/robustness.py                    # every model
     python benchmarks/robustness.py --only model5      # models whose name contains "model5"
     python benchmarks/robustness.py --no-write ...     # print only
+    python benchmarks/robustness.py --only model18cls --transforms "" --oblique-angles 90/0,0.5/0.25  # by angle
+    python benchmarks/robustness.py --only nnunet --transforms flip --tta   # with mirroring TTA
 
 Results are printed and appended to ``benchmarks/RESULTS.md`` under ``## Robustness``.
 """
@@ -296,14 +298,24 @@ RUNS = [
 ]
 
 
-def model_segmenter(model) -> Callable[[list], np.ndarray]:
+def model_segmenter(model, tta: bool = False) -> Callable[[list], np.ndarray]:
     """Label array of ``model`` for a list of channels (on the first channel's grid)."""
     from deepseg.inference.pipeline import segment
 
-    return lambda channels: segment(model, channels, device="cpu").labels.array
+    return lambda channels: segment(model, channels, device="cpu", tta=tta).labels.array
 
 
-def run_model(run: Run, transforms: Sequence[str]) -> list[str]:
+def add_oblique_angles(specs: str) -> list[str]:
+    """Register an ``oblique-K/J`` transform per ``K/J`` in ``specs`` (comma-separated; degrees about k / j)."""
+    names = []
+    for spec in (s.strip() for s in specs.split(",") if s.strip()):
+        about_k, about_j = (float(x) for x in spec.split("/"))
+        TRANSFORMS[f"oblique-{spec}"] = lambda v, a=about_k, b=about_j: oblique(v, a, b)
+        names.append(f"oblique-{spec}")
+    return names
+
+
+def run_model(run: Run, transforms: Sequence[str], tta: bool = False) -> list[str]:
     model, case = run.model(), run.case()
     rows = []
 
@@ -316,7 +328,7 @@ def run_model(run: Run, transforms: Sequence[str]) -> list[str]:
                     f"{r['differing']} | {trip} | {r['seconds']:.0f} |")
         print(rows[-1], flush=True)
 
-    robustness(model_segmenter(model), case if isinstance(case, list) else [case], transforms, report)
+    robustness(model_segmenter(model, tta), case if isinstance(case, list) else [case], transforms, report)
     return rows
 
 
@@ -332,13 +344,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="", help="runs whose name contains this text")
     ap.add_argument("--transforms", default=",".join(TRANSFORMS), help="comma-separated: " + ", ".join(TRANSFORMS))
+    ap.add_argument("--oblique-angles", default="",
+                    help="more oblique transforms, e.g. '90/0,0.5/0.25' (degrees about k / about j)")
+    ap.add_argument("--tta", action="store_true", help="segment with mirroring test-time augmentation")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
     args = ap.parse_args(argv)
-    transforms = [t for t in args.transforms.split(",") if t]
+    transforms = [t for t in args.transforms.split(",") if t] + add_oblique_angles(args.oblique_angles)
     rows, notes = list(HEADER), []
     for run in (r for r in RUNS if args.only in r.name):
         try:
-            rows += run_model(run, transforms)
+            rows += run_model(run, transforms, args.tta)
         except Exception as exc:  # a model or case that is not available here is reported, not hidden
             rows.append(f"| {run.name} | (not run: {type(exc).__name__}: {' '.join(str(exc).split())[:150]}) |||||||||")
             print(rows[-1], flush=True)
