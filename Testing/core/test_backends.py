@@ -206,3 +206,24 @@ def test_card_models_convert_and_agree_with_torch(fmt, caplog):
     top2 = np.sort(pt.probabilities, axis=0)[-2:]
     clear = top2[1] - top2[0] > 1e-3
     assert clear.mean() > 0.9 and np.array_equal(ov.labels.array[clear], pt.labels.array[clear])
+
+
+def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normalisation():
+    """Export replaces nnU-Net's instance norms (held twice in each block) by the written-out formula: same
+    outputs, no batch-norm op left in the exported graph, the caller's network untouched; OpenVINO fuses
+    each into one MVN layer (InstanceNorm3d itself exports as a reshaped batch norm that OpenVINO runs as
+    separate reductions and element-wise passes)."""
+    net = small_unet(5)
+    x = torch.randn(1, 1, 16, 32, 32)
+    ready = backends.export_ready(net)
+    with torch.inference_mode():
+        torch.testing.assert_close(ready(x), net(x), rtol=0, atol=1e-5)
+    ops = {str(n.target) for n in backends.exported_program(net, tuple(x.shape)).graph.nodes
+           if n.op == "call_function"}
+    assert not any("batch_norm" in op for op in ops), sorted(ops)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
+    assert len(norms) == 5  # the caller's network still has its own modules
+    if backends.installed("openvino"):
+        run = on_backend(net, "openvino").compile(tuple(x.shape))
+        layers = [op.get_rt_info()["layerType"].astype(str) for op in run.compiled.get_runtime_model().get_ops()]
+        assert layers.count("MVN") == len(norms), sorted(set(layers))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -41,7 +42,7 @@ from .backend_names import BACKENDS
 log = logging.getLogger(__name__)
 
 _PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
-EXPORT_VERSION = "1"  # bump when the export recipe changes, so old cached files are not reused
+EXPORT_VERSION = "2"  # bump when the export recipe changes, so old cached files are not reused
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -216,9 +217,42 @@ def on_backend(net: nn.Module, backend: str, dynamic: bool = False) -> Union[nn.
 
 
 # --- export and compilation ------------------------------------------------------------------------
+class _ExplicitInstanceNorm(nn.Module):
+    """Instance normalisation (instance statistics) written out as ``(x - mean) / sqrt(mean((x - mean)^2) + eps)``
+    over the spatial axes: exported, this is the pattern OpenVINO fuses into one MVN operation, where
+    ``InstanceNorm3d`` is exported as a reshaped batch norm that runs as separate reductions and
+    element-wise passes over the whole activation."""
+
+    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm) -> None:
+        super().__init__()
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axes = tuple(range(2, x.dim()))
+        centred = x - x.mean(dim=axes, keepdim=True)
+        y = centred / torch.sqrt(torch.pow(centred, 2).mean(dim=axes, keepdim=True) + self.eps)
+        shape = (1, -1) + (1,) * len(axes)
+        if self.weight is not None:
+            y = y * self.weight.view(shape)
+        return y + self.bias.view(shape) if self.bias is not None else y
+
+
+def export_ready(net: nn.Module) -> nn.Module:
+    """``net`` for export: a copy whose instance norms (those using instance statistics) are written out."""
+    out = copy.deepcopy(net)
+    # every name a norm is registered under (nnU-Net's blocks hold each one twice: .norm and .all_modules.1)
+    swap = [name for name, m in out.named_modules(remove_duplicate=False)
+            if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats]
+    for name in swap:
+        parent, _, leaf = name.rpartition(".")
+        setattr(out.get_submodule(parent), leaf, _ExplicitInstanceNorm(out.get_submodule(name)))
+    return out if swap else net
+
+
 def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProgram":
     """``torch.export`` of ``net`` in eval mode for the input ``shape`` (-1: any size along that axis),
     traced with fake tensors: no forward pass is computed, so exporting a CT-sized patch costs seconds."""
+    net = export_ready(net)
     was_training = net.training
     torch_log = logging.getLogger("torch")
     level = torch_log.level
