@@ -45,6 +45,9 @@ _PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 EXPORT_VERSION = "2"  # bump when the export recipe changes, so old cached files are not reused
 
 Runner = Callable[[np.ndarray], np.ndarray]
+# compiled networks kept per network in memory (each holds its activations' buffers: GBs for a CT-sized
+# input); older shapes are dropped first and come back from the on-disk cache when needed again
+MAX_COMPILED_SHAPES = 2
 
 
 class BackendUse:
@@ -144,7 +147,7 @@ class BackendNetwork:
     ``dynamic`` one network serves every spatial shape (halo tiles, whose slabs differ per image)."""
 
     def __init__(self, net: nn.Module, backend: str, cache: Optional[Path] = None, dynamic: bool = False) -> None:
-        self.net = net
+        self._net = weakref.ref(net)  # weak: ``on_backend``'s per-network table must not keep networks alive
         self.backend = backend
         self.dynamic = dynamic
         self.cache = (cache or cache_root()) / f"{backend}-{backend_version(backend)}"
@@ -152,6 +155,13 @@ class BackendNetwork:
         self._weights: Optional[str] = None
         self._lock = threading.Lock()  # one compilation at a time; PyTorch fallback calls one at a time
         self.failed: Optional[str] = None  # why conversion failed (then PyTorch runs the network)
+
+    @property
+    def net(self) -> nn.Module:
+        net = self._net()
+        if net is None:
+            raise RuntimeError("the network of this BackendNetwork was freed; wrap the network again")
+        return net
 
     def key(self, shape: tuple) -> str:
         if self._weights is None:
@@ -167,6 +177,9 @@ class BackendNetwork:
             shape = (*shape[:2], *[-1] * (len(shape) - 2))
         with self._lock:
             if self.failed is None and (shape, streams) not in self._runners:
+                # whole-volume inputs (the liver network) would otherwise keep one per scan of a cohort
+                while len(self._runners) >= MAX_COMPILED_SHAPES:
+                    self._runners.pop(next(iter(self._runners)))
                 try:
                     self._runners[shape, streams] = self._compile(shape, streams)
                 except Exception as exc:  # any exporter/compiler failure: the network still runs in PyTorch
