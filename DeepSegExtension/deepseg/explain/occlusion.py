@@ -3,7 +3,7 @@
 A perturbation method that works in input space through the model's own run (``run_stages``:
 every stage's ``prepare`` -> ``predict_logits`` -> ``restore``, then ``combine``), so it needs no mapping between network space and the input
 grid and serves every model format alike.  The region around the structure (its bounding box grown
-by half its size on every side) is cut into blocks of one physical size; every block, and the rest
+by a quarter of its size on every side) is cut into blocks of one physical size; every block, and the rest
 of the image as one more group, is removed in turn (``removal.py``: imputed from its border by
 default, or set to the background intensity) and the model re-run.  A block's attribution is the
 soft Dice lost, ``Dice(p, S) - Dice(p_removed, S)`` (``p`` the class probability on the input grid,
