@@ -111,3 +111,22 @@ def test_each_format_explains_with_its_measured_default(fmt):
     model = SimpleNamespace(card=SimpleNamespace(format=fmt))
     assert default_method(model) == MEASURED_DEFAULTS.get(fmt, "gradcam")
     assert default_method(model) in METHODS
+
+
+def test_every_block_ranks_its_centre_first_when_the_blocks_cover_the_whole_image(threshold_model_factory):
+    """A structure spanning the image: the grown box is the whole image, so there is no rest group and the
+    block ids are shifted to start at 0.  Every block, the first included, keeps its centre tie-breaker."""
+    from deepseg.explain.occlusion import occlusion_map
+
+    model = threshold_model_factory(patch=(16, 16, 16))
+    arr = np.random.default_rng(2).normal(300, 10, (16, 16, 16)).astype(np.float32)
+    image = Volume(arr, spacing=(1.0, 1.0, 1.0))
+    arr[8, 8, 8] = 0.0  # one background voxel: constant removal (to the image minimum) then erases a block
+    structure = arr > 100
+    ids = occlusion_blocks(structure, image.spacing, 8)
+    assert ids.min() == 1  # the blocks cover the whole image
+    heat = occlusion_map(model, [image], structure, 1, removal="constant", max_blocks=8)
+    for block in np.unique(ids):
+        inside = heat[ids == block]
+        assert inside.min() > 0  # removing any block loses its structure voxels
+        assert inside.max() > inside.min()  # its centre ranks above its faces

@@ -96,6 +96,7 @@ def occlusion_map(model: SegmentationModel, channels: Sequence[Volume], structur
                          "Install it: pip install captum==0.9.0") from exc
     progress = progress or Progress()
     ids = occlusion_blocks(structure, channels[0].spacing, max_blocks)
+    cores = _block_cores(ids)  # before the shift below, which would make block 1 look like the rest group
     if ids.min() > 0:  # the blocks cover the whole image: no "rest" group
         ids -= 1
     n_groups = int(ids.max()) + 1
@@ -118,7 +119,7 @@ def occlusion_map(model: SegmentationModel, channels: Sequence[Volume], structur
     drop = FeatureAblation(score).attribute(inputs, baselines=baselines, feature_mask=mask)[0, 0].numpy()
     sizes = np.bincount(ids.ravel(), minlength=n_groups).astype(np.float64)
     density = np.clip(drop / sizes[ids], 0, None)
-    return (density * (1.0 + 1e-3 * _block_cores(ids))).astype(np.float32)
+    return (density * (1.0 + 1e-3 * cores)).astype(np.float32)
 
 
 def _block_cores(ids: np.ndarray) -> np.ndarray:
