@@ -22,11 +22,10 @@ import numpy as np
 from ..errors import InputError
 from ..models.base import SegmentationModel, Stage, WindowSpec
 from ..models.loaders import as_model
-from ..options import SegmentOptions
+from ..options import EXPLAIN_METHODS as METHODS
+from ..options import PERTURBATION_METHODS, SegmentOptions
 from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
-from ..options import EXPLAIN_METHODS as METHODS
-from ..options import PERTURBATION_METHODS
 from .cam import cam_network_space
 from .grid import region_to_network
 from .layers import LayerInfo, default_layers, probe_layers, resolve_layers
