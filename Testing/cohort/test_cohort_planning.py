@@ -72,13 +72,18 @@ def test_an_images_ts_folder_for_a_one_channel_model_names_cases_without_0000(tm
 def test_the_channel_count_comes_from_the_model_folder(tmp_path):
     from fixtures.make_nnunet_model import ensure_nnunet_fixture, trainer_folder
 
-    from deepseg.models.card import CARD_FILE
+    from deepseg.models.card import CARD_FILE, InputSpec, LabelInfo, ModelCard
     from deepseg.models.formats import input_channel_count
 
     results = ensure_nnunet_fixture(Path(__file__).resolve().parents[1] / "_fixtures")
     assert input_channel_count(trainer_folder(results)) == 2  # the fixture takes CT + T1
     assert input_channel_count(trainer_folder(results).parent) == 2  # a results folder: its 3d_fullres training
-    (tmp_path / CARD_FILE).write_text(json.dumps({"format": "monai-unet", "inputs": [{"name": "T1"}, {"name": "T2"}]}))
+    card = ModelCard("two-mr", "Two-contrast U-Net", "monai-unet", [LabelInfo(1, "lesion")],
+                     architecture={"channels": [4, 8], "strides": [2], "num_res_units": 0},
+                     preprocessing={"normalization": {"method": "zscore"}, "target_spacing": None,
+                                    "patch_size": [16] * 3, "overlap": 0.25, "mirror_axes": []},
+                     inputs=[InputSpec("T1"), InputSpec("T2")])
+    (tmp_path / CARD_FILE).write_text(json.dumps(card.to_json()))
     assert input_channel_count(tmp_path) == 2
 
 
@@ -152,7 +157,7 @@ def test_unreachable_scheduler_is_an_error_naming_the_fix(tmp_path):
     _image(tmp_path / "in" / "a.nii.gz")
     model = tmp_path / "model"
     model.mkdir()
-    (model / "dataset.json").write_text("{}")  # recognised as an nnU-Net folder; never loaded
+    (model / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}}))  # an nnU-Net folder; never loaded
     with socket.socket() as s:  # a port on 127.0.0.1 where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

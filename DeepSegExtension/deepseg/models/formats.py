@@ -65,14 +65,15 @@ def load_folder(folder: Path, folds: Optional[Sequence["int | str"]] = None,
 
 def input_channel_count(folder: Path) -> int:
     """How many input images the model in ``folder`` takes, from its card or ``dataset.json`` (no weights
-    are read): the cohort reader needs it to tell nnU-Net channel files (``case_0001``) from numbered
-    single-channel cases (``patient_0001``)."""
-    fmt = detect_format(folder)
+    are read), parsed as the loaders parse them: the cohort reader needs it to tell nnU-Net channel files
+    (``case_0001``) from numbered single-channel cases (``patient_0001``)."""
     if (folder / CARD_FILE).exists():
-        return len(json.loads((folder / CARD_FILE).read_text()).get("inputs") or [None])
-    if fmt == "nnunetv2":
-        from .nnunet.folder import read_json, select_training_folder
+        from .card_model import read_card
 
-        dataset = read_json(select_training_folder(folder) / "dataset.json", "input channels")
-        return len(dataset.get("channel_names") or dataset.get("modality") or [None])
+        return len(read_card(folder).inputs)
+    if detect_format(folder) == "nnunetv2":
+        from .nnunet.folder import read_json, select_training_folder
+        from .nnunet.model import input_specs
+
+        return len(input_specs(read_json(select_training_folder(folder) / "dataset.json", "input channels")))
     return 1  # a MeshNet folder without a card: one image

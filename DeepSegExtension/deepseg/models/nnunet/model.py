@@ -151,7 +151,8 @@ def _nonlin_(x: torch.Tensor, regions: bool) -> None:
     x /= x.sum(dim=0, keepdim=True)
 
 
-def _inputs(dataset: dict) -> list[InputSpec]:
+def input_specs(dataset: dict) -> list[InputSpec]:
+    """The model's input channels, in order, from a ``dataset.json`` dict."""
     names = dataset.get("channel_names") or dataset.get("modality")
     if not names:
         raise ModelError("dataset.json has no 'channel_names'.", "Use the dataset.json the model was trained with.")
@@ -193,7 +194,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
     paths = fold_checkpoints(train_dir, folds, checkpoint)
 
     scheme = read_labels(dataset, str(train_dir / "dataset.json"), label_overrides)
-    inputs = _inputs(dataset)
+    inputs = input_specs(dataset)
     networks, meta = {}, {}
     config: Optional[NnUNetConfig] = None
     for fold, path in paths.items():
