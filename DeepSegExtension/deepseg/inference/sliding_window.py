@@ -41,7 +41,7 @@ def window_starts(size: int, tile: int, overlap: float) -> list[int]:
 
 
 @lru_cache(maxsize=8)
-def _gaussian_np(tile: tuple[int, ...], dtype: str = "float32", sigma_scale: float = 1.0 / 8) -> np.ndarray:
+def _gaussian_np(tile: tuple[int, ...], dtype: torch.dtype = torch.float32, sigma_scale: float = 1.0 / 8) -> np.ndarray:
     """nnU-Net's importance map: a Gaussian-filtered centred impulse (sigma = tile / 8) peaking at 10, cast to
     ``dtype``, then its zeros (underflow at the border) raised to its smallest non-zero value so no voxel has
     weight 0 (half precision: nnunetv2's ``compute_gaussian`` exactly).
@@ -56,7 +56,7 @@ def _gaussian_np(tile: tuple[int, ...], dtype: str = "float32", sigma_scale: flo
         impulse = np.zeros(t, dtype=np.float64)
         impulse[t // 2] = 1.0
         g = np.multiply.outer(g, gaussian_filter1d(impulse, t * sigma_scale, mode="constant", cval=0))
-    g = torch.from_numpy(g / (g.max() / 10.0)).to(getattr(torch, dtype)).numpy()  # torch rounds as nnU-Net's does
+    g = torch.from_numpy(g / (g.max() / 10.0)).to(dtype).numpy()  # torch rounds as nnU-Net's does
     g[g == 0] = g[g > 0].min()
     return g
 
@@ -64,7 +64,7 @@ def _gaussian_np(tile: tuple[int, ...], dtype: str = "float32", sigma_scale: flo
 def blend_weights(tile: Sequence[int], blend: str, device: torch.device,
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if blend == "gaussian":
-        return torch.from_numpy(_gaussian_np(tuple(tile), str(dtype).removeprefix("torch."))).to(device)
+        return torch.from_numpy(_gaussian_np(tuple(tile), dtype)).to(device)
     if blend == "constant":
         return torch.ones(tuple(tile), dtype=dtype, device=device)
     raise ValueError(f"unknown blend mode {blend!r}")
