@@ -47,8 +47,7 @@ def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu():
 def test_environment_names_what_auto_means(monkeypatch):
     monkeypatch.setenv("DEEPSEG_BACKEND", "torch")
     assert resolve_backend("auto", CPU) == "torch"
-    if backends.installed("onnxruntime"):
-        assert resolve_backend("onnxruntime", CPU) == "onnxruntime"  # an explicit choice wins
+    assert resolve_backend("onnxruntime", CPU) == "onnxruntime"  # an explicit choice wins
 
 
 def test_impossible_choices_name_the_fix():
@@ -201,8 +200,6 @@ def test_card_models_convert_and_agree_with_torch(fmt, caplog):
     data-dependent number of points, which ``torch.export`` refuses, so it runs in PyTorch and provenance says
     that. Either way the probabilities are PyTorch's; the untrained weights make near-ties, so labels are compared
     where PyTorch's two largest probabilities differ by more than float32 kernel differences can move them."""
-    if "openvino" not in CONVERTING:
-        pytest.skip("openvino is not installed")
     from deepseg.inference.pipeline import segment
     from deepseg.models.card_model import CardModel, build_network
     from deepseg.training.shapes import make_case, shapes_card
@@ -239,7 +236,6 @@ def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normali
     assert not any("batch_norm" in op for op in ops), sorted(ops)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
     assert len(norms) == 5  # the caller's network still has its own modules
-    if backends.installed("openvino"):
-        run = on_backend(net, "openvino").compile(tuple(x.shape))
-        layers = [op.get_rt_info()["layerType"].astype(str) for op in run.compiled.get_runtime_model().get_ops()]
-        assert layers.count("MVN") == len(norms), sorted(set(layers))
+    run = on_backend(net, "openvino").compile(tuple(x.shape))
+    layers = [op.get_rt_info()["layerType"].astype(str) for op in run.compiled.get_runtime_model().get_ops()]
+    assert layers.count("MVN") == len(norms), sorted(set(layers))
