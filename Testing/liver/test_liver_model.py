@@ -78,6 +78,25 @@ def test_a_liver_needs_lungs_or_the_top_of_the_scan_above_it():
     assert _dice(liver_of(volume.with_array(arr)), organ) > 0.9
 
 
+def test_the_anatomical_check_reuses_the_crops_lung_search(monkeypatch):
+    """restore checks the liver against the body box and lungs that prepare's crop found (the lung search is
+    the costly part of both); it does not search the whole CT again."""
+    from deepseg.models import liver_prep as lp
+
+    volume, _ = _synthetic_ct()
+    arr = volume.array.copy()
+    arr[:, :18] = arr[:, 35:36]
+    arr[5:35, :14, 8:38] = arr[5:35, :14, 42:72] = -850.0
+    model = _model(lesions=False)
+    calls = []
+    real = lp.lung_air
+    monkeypatch.setattr(lp, "lung_air", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prepared = model.prepare([volume.with_array(arr)])
+    fake = (prepared.image[0] > 0.4).astype(np.float32)
+    liver = model.restore(torch.from_numpy(np.stack([1 - fake, fake])), prepared)[1] > 0.5
+    assert liver.any() and len(calls) == 1
+
+
 def test_cascade_probabilities_and_labels():
     model = _model(lesions=True)
     probs = np.zeros((3, 2, 2, 2), np.float32)

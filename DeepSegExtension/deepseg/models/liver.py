@@ -106,9 +106,11 @@ class LiverModel(SegmentationModel):
         image = channels[0]
         check_image(image)
         vol, spacing, ornt = lp.lps_volume(image)
+        landmarks = None
         if self.modality == "CT":
             vol = lp.padding_to_air(vol)
-        box = lp.crop_ct(vol, spacing) if self.modality == "CT" else lp.crop_mr(vol, spacing)
+            landmarks = lp.ct_landmarks(vol, spacing)  # the crop's, kept for the anatomical check in restore
+        box = lp.crop_ct(vol, spacing, landmarks) if self.modality == "CT" else lp.crop_mr(vol, spacing)
         cropped = vol[box]
         zoom1 = spacing / (self.liver_spacing / 2.0)
         fine = ndimage.median_filter(lp.zoom3d(cropped, zoom1), size=3)
@@ -123,7 +125,8 @@ class LiverModel(SegmentationModel):
             log.warning("No torso in the image (the body is %.0f mm wide): the liver model returns no liver.",
                         (box[0].stop - box[0].start) * spacing[0])
         context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
-                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso}
+                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso,
+                   "site": None if landmarks is None else landmarks.site()}
         return Prepared(_xyz_to_net(coarse), image, context)
 
     # --- network ---------------------------------------------------------------------------------------
@@ -161,7 +164,8 @@ class LiverModel(SegmentationModel):
         body = p[lo:p.shape[0] - hi]
         kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body), body, 0)
         liver = self.to_input_grid(kept[None], prepared)[0]
-        if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference):
+        if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
+                                                              prepared.context.get("site")):
             log.warning("The predicted liver has neither lungs nor the top of the field of view above it (%.0f mL): "
                         "it is not a liver, and the liver model returns none.",
                         (liver > 0.5).sum() * prepared.reference.voxel_volume_mm3 / 1000.0)

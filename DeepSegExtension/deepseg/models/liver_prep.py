@@ -20,7 +20,7 @@ networks RAS-flipped arrays.  Facts reproduced here:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -255,15 +255,39 @@ def _limit(box: slice, spacing: float, max_mm: float) -> slice:
     return slice(box.start + cut, box.stop - cut)
 
 
-def crop_ct(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150, lung_th: float = -600,
-            dome_margin_mm: float = 70.0) -> Box:
+class CTLandmarks(NamedTuple):
+    """The body box and lung mask of a CT ``[x, y, z]`` LPS array: the body crop frames the liver with them,
+    and ``liver_site`` checks the predicted liver against them (found once, by ``ct_landmarks``)."""
+    body: Box
+    lungs: "np.ndarray | None"
+
+    def site(self) -> "CTSite":
+        lung_top = None if self.lungs is None else int(np.flatnonzero(self.lungs.any((0, 1)))[-1])
+        return CTSite(self.body[2].stop, lung_top)
+
+
+class CTSite(NamedTuple):
+    """What ``liver_site`` needs of the landmarks (kept with a prepared input instead of the lung mask): the top
+    slice of the body box and the highest slice holding lung air (None without lungs); z grows superior."""
+    body_top: int
+    lung_top: "int | None"
+
+
+def ct_landmarks(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150,
+                 lung_th: float = -600) -> CTLandmarks:
+    """The body box (soft tissue above ``tissue_th`` HU) and the lungs (air below ``lung_th`` HU) of a CT."""
+    body = body_box(vol, tissue_th)
+    return CTLandmarks(body, lung_air(vol, spacing, body, lung_th))
+
+
+def crop_ct(vol: np.ndarray, spacing: Sequence[float], landmarks: "CTLandmarks | None" = None,
+            tissue_th: float = -150, dome_margin_mm: float = 70.0) -> Box:
     """Body box of a CT ``[x, y, z]`` LPS array (HU), as ``crop_ct_image`` of pyliverlesionseg.
 
     Deviation: the original also searches the pelvis and starts the box 20 mm below it; here the box
     keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may stay.
     """
-    body = body_box(vol, tissue_th)
-    lungs = lung_air(vol, spacing, body, lung_th)
+    body, lungs = landmarks or ct_landmarks(vol, spacing, tissue_th)
     dome = None if lungs is None else _liver_dome_slice(lungs, body)
     z_stop = vol.shape[2] if dome is None else min(vol.shape[2], dome + int(dome_margin_mm / spacing[2]))
     z = slice(0, max(z_stop, 1))

@@ -23,9 +23,10 @@ from . import liver_prep as lp
 FOV_TOP_MM = 15.0
 
 
-def liver_top_is_covered(liver: np.ndarray, image: Volume) -> bool:
+def liver_top_is_covered(liver: np.ndarray, image: Volume, site: "lp.CTSite | None" = None) -> bool:
     """Whether a predicted liver mask (``image``'s grid, ``[k, j, i]``) has the superior edge of the field of
-    view just above its top, or lungs anywhere above it (see the module docstring); True for an empty mask."""
+    view just above its top, or lungs anywhere above it (see the module docstring); True for an empty mask.
+    ``site`` is what the body crop found on ``image`` (with its padding read as air); found here if not given."""
     vol, spacing, ornt = lp.lps_volume(image)
     mask = lp.to_lps_xyz(np.asarray(liver) > 0, ornt)
     levels = np.flatnonzero(mask.any((0, 1)))  # z grows towards superior
@@ -34,9 +35,7 @@ def liver_top_is_covered(liver: np.ndarray, image: Volume) -> bool:
     top = int(levels[-1])
     if (vol.shape[2] - 1 - top) * spacing[2] <= FOV_TOP_MM:  # the body cannot end higher than the grid
         return True
-    vol = lp.padding_to_air(vol)
-    body = lp.body_box(vol)
-    if (body[2].stop - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
+    site = site or lp.ct_landmarks(lp.padding_to_air(vol), spacing).site()
+    if (site.body_top - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
         return True
-    lungs = lp.lung_air(vol, spacing, body)
-    return lungs is not None and bool(lungs[:, :, top + 1:].any())
+    return site.lung_top is not None and site.lung_top > top
