@@ -28,7 +28,7 @@ from .stages import ModelRun, run_stages
 
 # the file types each output is written as (``write_segmentation``, ``io.write_volume``)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz")
-SEGMENTATION_SUFFIXES = (".seg.nrrd",) + IMAGE_SUFFIXES[:-1]
+SEGMENTATION_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")  # a label map as MGZ: not offered
 
 
 @dataclass
