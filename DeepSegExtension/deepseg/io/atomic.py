@@ -2,18 +2,20 @@
 
 Every output is first written to a hidden temporary file in the destination folder; only when
 *all* outputs of a job are complete are they renamed into place (``os.replace`` is atomic on one
-file system).  Existing files are replaced only then, and only if the caller allowed it.
+file system).  Existing files are replaced only then, only if the caller allowed it, and all or none:
+if one rename fails, the outputs already renamed are taken back and the earlier files put back.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from ..errors import InputError
 
@@ -74,6 +76,9 @@ class AtomicOutputs:
                                  "written and moved into place with the header in one step.",
                                  f"Write {final.name[: -len(full_suffix(final))]}{single} instead: the same "
                                  "image in one file.")
+            if final.is_dir():
+                raise InputError(f"Output {final} is a folder.", "Give the output a file name inside it, or "
+                                 "another path: a folder is never replaced by a file.")
             if final.exists() and not self.overwrite:
                 raise InputError(f"Output {final} already exists.", "Choose another path or pass --overwrite.")
             if not final.parent.is_dir():
@@ -103,12 +108,36 @@ class AtomicOutputs:
         return final
 
     def commit(self) -> None:
+        """Move every written output into place, all or nothing.  An existing file is first given a hidden
+        second name (``_keep_previous``); if any move fails, the outputs already moved are taken back, every
+        earlier file is as it was, and the error names the output that could not be moved."""
+        moved: list[tuple[Path, Optional[Path]]] = []  # (final, its earlier file's second name or None)
         try:
             for tmp, final in self._pending:
-                os.replace(tmp, final)
+                previous = _keep_previous(final)
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    if previous is not None:  # ``final`` itself was not touched
+                        previous.unlink(missing_ok=True)
+                    raise
+                moved.append((final, previous))
+        except OSError as exc:
+            kept = _take_back(moved)
+            raise InputError(
+                f"Could not move output {final} into place: [Errno {exc.errno}] {exc.strerror}. None of this "
+                "run's outputs were written" + (f", but the earlier {', '.join(f'{f} is now {p}' for f, p in kept)}"
+                                                if kept else " and every earlier file is unchanged") + ".",
+                f"Make {final} replaceable (a file, not a folder, in a folder you can write to), then run again.",
+            ) from exc
+        else:
+            for _, previous in moved:
+                if previous is not None:
+                    with contextlib.suppress(OSError):
+                        previous.unlink()
             self._pending.clear()
         finally:
-            self._release()
+            self.discard()
 
     def discard(self) -> None:
         """Remove temporary files and claims; a failure to clean up never hides the error that led here."""
@@ -132,6 +161,35 @@ class AtomicOutputs:
             self.commit()
         else:
             self.discard()
+
+
+def _keep_previous(final: Path) -> Optional[Path]:
+    """A hidden second name for the file at ``final`` (a hard link; a copy where the file system has none),
+    so a failed commit can put it back; None when ``final`` does not exist."""
+    if not os.path.lexists(final):
+        return None
+    kept = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.previous{full_suffix(final)}")
+    try:
+        os.link(final, kept, follow_symlinks=False)
+    except (OSError, NotImplementedError):  # no hard links here (FAT, some network shares)
+        shutil.copy2(final, kept, follow_symlinks=False)  # a folder fails here: it is never replaced
+    return kept
+
+
+def _take_back(moved: list[tuple[Path, Optional[Path]]]) -> list[tuple[Path, Path]]:
+    """Undo the moves of a failed commit, last first: earlier files back in place, new ones removed.
+    Returns the earlier files that could not be put back, with the name they are kept under."""
+    kept = []
+    for final, previous in reversed(moved):
+        try:
+            if previous is None:
+                final.unlink(missing_ok=True)
+            else:
+                os.replace(previous, final)
+        except OSError:
+            if previous is not None:
+                kept.append((final, previous))
+    return kept
 
 
 def _final(path: "str | Path") -> Path:
