@@ -57,8 +57,13 @@ def slicer_terminology() -> dict:
 
 def register_terminology(terminologies_logic, folder: "str | Path") -> str:
     """Write the .term.json into ``folder`` and load it with the Terminologies module logic
-    (``slicer.util.getModuleLogic("Terminologies")``); returns the context name Slicer reports."""
+    (``slicer.util.getModuleLogic("Terminologies")``); returns the context name Slicer reports.
+    The file is rewritten at every Slicer start, through a temporary file renamed over it: another
+    Slicer starting at the same time never reads half a file, and a failed write keeps the last one."""
+    from deepseg.io.atomic import write_atomically
+
     path = Path(folder) / FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(slicer_terminology(), indent=1))
+    text = json.dumps(slicer_terminology(), indent=1)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
     return terminologies_logic.LoadTerminologyFromFile(str(path))

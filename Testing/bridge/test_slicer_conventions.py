@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 import types
 
 import numpy as np
+import pytest
 
 from deepseg.models.store import MARKER, ModelStore
 from deepseg_slicer.compat import forget_packages
@@ -109,3 +111,27 @@ def test_terminology_loads_into_slicers_terminologies_logic(tmp_path):
     assert types["10200004"][0] == "Liver"
     assert types["64033007"][2] == ["Left", "Right"]  # kidney_left / kidney_right
     assert len({colour for _, colour, _ in types.values()}) == len(types)
+
+
+FAILING_WRITE = """
+import resource, signal, sys
+from deepseg_slicer.terminology import register_terminology
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+register_terminology(None, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the failing write uses a POSIX file-size limit (RLIMIT_FSIZE)")
+def test_a_failed_terminology_write_keeps_the_last_file(tmp_path):
+    """Slicer rewrites the .term.json at every start.  A write that fails part way (here for real: the
+    process may not write files over 4 KiB, the terminology is larger) must leave the last complete file
+    as it was, and no temporary file; the old code truncated it and left 4 KiB of JSON."""
+    from deepseg_slicer.terminology import FILE_NAME
+
+    earlier = json.dumps({"SegmentationCategoryTypeContextName": "earlier start"})
+    (tmp_path / FILE_NAME).write_text(earlier)
+    run = subprocess.run([sys.executable, "-c", FAILING_WRITE, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode != 0 and "File too large" in run.stderr, run.stderr
+    assert (tmp_path / FILE_NAME).read_text() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]
