@@ -89,7 +89,16 @@ def test_top_fraction_and_distance_baseline():
 
 def test_faithfulness_gradcam_beats_baselines_on_cue_model(cue_net, cue_case):
     """Deleting the Grad-CAM top 5% removes the structure; re-inserting only those voxels brings it
-    back, which the structure-distance baseline cannot do because it misses the cue."""
+    back, which the structure-distance baseline cannot do because it misses the cue.
+
+    Margins (each threshold is half the gap measured on the shipped weights, or less;
+    ``Testing/fixtures/cue_unet.pt``; ``benchmarks/assertion_margins.py``, RESULTS.md "Test margins"):
+    deletion Grad-CAM - random 0.900 (threshold 0.3); insertion Grad-CAM 0.452 against distance 0.023
+    (gap 0.429, threshold 0.2) and random 0.267 (gap 0.186, threshold 0.1).  Machine independence: the
+    weights are shipped, 1 and 2 threads give the same figures to 3 decimals, and scaling every weight by
+    ``1 + eps N(0,1)`` moves the insertion gaps by at most 0.006 up to eps = 1e-3, 1000x the rounding
+    differences between CPU kernels; the smallest headroom (0.086) is 14x that.  A wrong map fails:
+    the distance map itself scores gap 0 against the distance baseline, the random map 0 against random."""
     vol, block = cue_case
     model = ArrayModel(cue_net)
     res = explain(model, [vol], "target", method="gradcam", device="cpu")
@@ -99,9 +108,6 @@ def test_faithfulness_gradcam_beats_baselines_on_cue_model(cue_net, cue_case):
     cam = evaluate_map(seg, [vol], labels, 1, res.heatmap.array, **kw)
     rnd = evaluate_map(seg, [vol], labels, 1, random_map(vol.shape), **kw)
     dist = evaluate_map(seg, [vol], labels, 1, distance_map(labels == 1, vol.spacing), **kw)
-    # thresholds hold with a measured margin on the shipped weights and on re-trained ones (other seeds and
-    # thread counts); benchmarks/assertion_margins.py measures them (RESULTS.md, "Test margins")
     assert cam.deletion[0.05] > rnd.deletion[0.05] + 0.3
-    # the insertion gaps vary most between trainings (0.15-0.56 measured): 0.1 holds for every one measured
-    assert cam.insertion[0.05] > dist.insertion[0.05] + 0.1 and cam.insertion[0.05] > rnd.insertion[0.05] + 0.1
+    assert cam.insertion[0.05] > dist.insertion[0.05] + 0.2 and cam.insertion[0.05] > rnd.insertion[0.05] + 0.1
     assert 0 < cam.image_preserved < 0.2 and 0 <= cam.prediction_preserved <= 1
