@@ -239,3 +239,23 @@ def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normali
     run = on_backend(net, "openvino").compile(tuple(x.shape))
     layers = [op.get_rt_info()["layerType"].astype(str) for op in run.compiled.get_runtime_model().get_ops()]
     assert layers.count("MVN") == len(norms), sorted(set(layers))
+
+
+def test_openvino_is_used_without_its_usage_telemetry():
+    """Importing openvino and converting a network must not send usage events to Google Analytics (its
+    ``openvino-telemetry`` dependency does so from a forked copy of the process unless it is kept out):
+    openvino's converter runs on its own no-op stand-in. A fresh interpreter, as a user's run starts."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from deepseg.inference import backends
+net = torch.nn.Conv3d(1, 2, 3, padding=1).eval()
+y = backends.BackendNetwork(net, "openvino")(torch.randn(1, 1, 8, 8, 8))
+from openvino.tools.ovc import convert_impl, telemetry_utils
+assert y.shape == (1, 2, 8, 8, 8)
+print(sys.modules.get("openvino_telemetry"), telemetry_utils.tm.__name__, convert_impl.tm.__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["None", "openvino.tools.ovc.telemetry_stub", "openvino.tools.ovc.telemetry_stub"]

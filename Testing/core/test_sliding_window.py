@@ -212,3 +212,21 @@ def test_gaussian_weights_equal_nnunets_3d_filtered_impulse(tile):
     g = g / g.max() * 10.0
     g[g == 0] = g[g > 0].min()
     np.testing.assert_array_equal(blend_weights(tile, "gaussian", torch.device("cpu")).numpy(), g.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_add_into_a_window_of_the_sums_equals_pytorchs_in_place_add(dtype):
+    """``add_into`` is ``+=`` bit for bit: a half-precision total plus float32 logits is summed in float32 and
+    rounded to half as PyTorch's mixed in-place add (nnUNetPredictor's accumulation) does, also on a strided
+    window of the sums; a float32 total is a plain float32 sum."""
+    from deepseg.inference.sliding_window import add_into
+
+    gen = torch.Generator().manual_seed(0)
+    sums = (torch.randn(4, 12, 10, 14, generator=gen) * 300).to(dtype)  # large values: half rounding matters
+    logits = torch.randn(4, 8, 6, 9, generator=gen) * 7
+    window = (slice(None), slice(2, 10), slice(3, 9), slice(5, 14))
+    expected = sums.clone()
+    expected[window] += logits
+    add_into(sums[window], logits)
+    assert sums.dtype == dtype
+    assert torch.equal(sums, expected)

@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import queue
+import sys
 import threading
 import warnings
 import weakref
@@ -296,18 +297,27 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+def _openvino():
+    """The ``openvino`` module, imported without its usage telemetry (the ``openvino-telemetry`` package it
+    depends on): otherwise importing it, and every conversion, sends events to Google Analytics, each from a
+    forked copy of this process (network access nobody asked for, from a process holding patient images;
+    and after each fork every page of the GBs this process holds faults again when next written).
+    openvino then uses its own no-op stand-in, as when the package is not installed."""
+    sys.modules.setdefault("openvino_telemetry", None)  # None in sys.modules: importing it raises ImportError
+    import openvino
+
+    return openvino
+
+
 @lru_cache(maxsize=1)
 def _openvino_core(blob_cache: str):
-    import openvino as ov
-
-    core = ov.Core()
+    core = _openvino().Core()
     core.set_property({"CACHE_DIR": blob_cache})
     return core
 
 
 def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
-    import openvino as ov
-
+    ov = _openvino()
     xml = stem.with_suffix(".xml")
     if not xml.is_file():
         model = ov.convert_model(exported_program(net, shape))
@@ -332,8 +342,8 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
 
     def run(x: np.ndarray) -> np.ndarray:
         request = requests.get()
-        try:  # OpenVINO computes with the GIL released
-            return np.array(request.infer({0: x})[0], copy=True)
+        try:  # OpenVINO computes with the GIL released; its output buffer is copied once, before the request is reused
+            return np.array(request.infer({0: x}, share_inputs=True, share_outputs=True)[0], copy=True)
         finally:
             requests.put(request)
 

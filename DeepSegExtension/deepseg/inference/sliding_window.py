@@ -218,7 +218,7 @@ def _mirrored_logits(net, x: torch.Tensor, flips: list, forward: Callable, toget
     for dims, out in zip(flips, outs):
         out = torch.flip(out, dims) if dims else out
         logits = out if logits is None else logits + out
-    return logits / len(flips)
+    return logits / len(flips) if len(flips) > 1 else logits  # x / 1 == x: no copy of a CT-sized patch
 
 
 T = TypeVar("T")
@@ -245,12 +245,27 @@ def in_order(job: Callable[[T], R], items: Iterable[T], workers: int) -> Iterato
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def add_into(total: torch.Tensor, x: torch.Tensor) -> None:
+    """``total += x``, channel by channel; a half-precision ``total`` with a float32 ``x`` is summed in float32
+    and rounded to half exactly as PyTorch's ``+=`` does (nnUNetPredictor's accumulation), but through a
+    float32 buffer: PyTorch's mixed-precision in-place add casts element by element, about 4x slower, and the
+    main thread's accumulation competes with the network's threads for the CPU."""
+    if total.dtype == x.dtype:
+        total += x
+        return
+    buffer = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device)
+    for channel, values in zip(total, x):
+        torch.add(channel, values, out=buffer)
+        channel.copy_(buffer)
+
+
 def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
     plan = plan_windows(img.shape[1:], window, overlap)
     data = torch.nn.functional.pad(img, plan.pad).to(device)
     boxes, grid = plan.boxes, plan.grid
     dtype = {"float32": torch.float32, "float16": torch.float16}[window.accumulate]
     weights = blend_weights(tuple(int(t) for t in plan.out_tile), window.blend, device, dtype)
+    scale = weights.float()  # the logits are weighted in float32 (exact: half -> float); same-dtype multiply
     flips = mirror_combinations(window.mirror_axes) if mirror else [()]
     acc = torch.zeros((num_classes, *grid), dtype=dtype, device=device)
     norm = torch.zeros(grid, dtype=dtype, device=device)
@@ -275,13 +290,13 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
             def job(chunk, run=run):
                 with torch.inference_mode():  # thread-local: the workers need it too
                     x = torch.stack([data[(slice(None), *plan.input_slices(box))] for box in chunk])
-                    return _mirrored_logits(run, x, flips, forward, together).mul_(weights)
+                    return _mirrored_logits(run, x, flips, forward, together).mul_(scale)
 
             with contextlib.closing(in_order(job, chunks, workers)) as results:
                 for chunk, weighted in zip(chunks, results):
                     for box, lg in zip(chunk, weighted):
                         sl = plan.output_slices(box)
-                        acc[(slice(None), *sl)] += lg
+                        add_into(acc[(slice(None), *sl)], lg)
                         norm[sl] += weights
                     steps.patches_done(len(chunk))
             if per_network:
