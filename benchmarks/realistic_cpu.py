@@ -23,8 +23,10 @@ label NIfTI) with fold 0, no mirroring, tile step 0.5, Gaussian weighting and 2 
 ``deepseg segment --backend auto`` first with an empty compiled-model cache (export + compilation), then
 ``nnUNetPredictor`` (``predict_from_files_sequential``), then ``deepseg segment`` again (cache reused);
 ``--extra torch,onnxruntime`` adds ours with those backends. Dice is per class against nnUNetPredictor.
+``--network-only`` then times ours' compiled network alone on the same patches (``network_worker``): the
+floor under ours' time that no work outside the network can lower.
 
-    python benchmarks/realistic_cpu.py [--only 3mm|1.5mm] [--box-mm 252 180 576] [--extra torch]
+    python benchmarks/realistic_cpu.py [--only 3mm|1.5mm] [--box-mm 252 180 576] [--extra torch] [--network-only]
     python benchmarks/realistic_cpu.py --per-patch 128 80 112 [--reps 2]
 """
 from __future__ import annotations
@@ -160,6 +162,30 @@ def reference_worker(train_dir: Path, image: Path, out: Path) -> None:
     run_reference(train_dir, [image], out, [0], mirror=False)
 
 
+def network_worker(train_dir: Path, image: Path) -> None:
+    """Only the network, as ``deepseg segment --backend auto`` runs it: the input's patches (random values)
+    through the cached compiled network on OpenVINO's streams, nothing else (no cutting, weighting,
+    accumulating, reading, writing): the part of ours that no work outside the network can remove."""
+    import torch
+
+    from deepseg.inference.backends import on_backend
+    from deepseg.inference.sliding_window import in_order, plan_windows
+    from deepseg.io import read_volume
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    model = load_nnunet_folder(train_dir, folds=[0])
+    plan = plan_windows(model.prepare([read_volume(image)]).image.shape[1:], model.window, model.window.overlap)
+    net = on_backend(model.fold_networks()[0], "openvino")
+    x = torch.randn(1, 1, *plan.patch)
+    streams = net.streams_for(len(plan.boxes))
+    net.compile(tuple(x.shape), streams)  # from the cache, not timed
+    t0 = time.perf_counter()
+    for _ in in_order(lambda box: net(x, streams), plan.boxes, streams):
+        pass
+    print(json.dumps({"seconds": time.perf_counter() - t0, "patches": len(plan.boxes), "streams": streams}))
+
+
 def engine_command(engine: str, train_dir: Path, image: Path, out: Path) -> list[str]:
     """The command of one run: ``deepseg segment`` as a user types it, or nnU-Net's predictor."""
     if engine == "reference":
@@ -185,9 +211,10 @@ def dice_summary(a: np.ndarray, b: np.ndarray) -> str:
     return f"{dice[worst]:.4f} (class {worst}; {len(classes)} classes, mean {np.mean(list(dice.values())):.4f})"
 
 
-def compare(label: str, spacing: float, image: Path, extent: str, extra: list[str]) -> None:
+def compare(label: str, spacing: float, image: Path, extent: str, extra: list[str], network: bool = False) -> None:
     """Whole processes, interleaved: ours auto with an empty compiled-model cache, nnUNetPredictor, ours
-    auto again (cache reused), then the ``extra`` backends of ours (each with an empty cache)."""
+    auto again (cache reused), then the ``extra`` backends of ours (each with an empty cache); ``network``:
+    then the network alone (``network_worker``) against the same nnUNetPredictor run."""
     from cli_timing import timed_cli
 
     train_dir = build_model(spacing)
@@ -228,6 +255,15 @@ def compare(label: str, spacing: float, image: Path, extent: str, extra: list[st
         dice = "-" if name == "nnUNetPredictor" else dice_summary(lab, ref_labels)
         print(f"| {name} | {r['backend']} | {r['seconds']:.1f} | {r['seconds'] / ref_t:.2f} | {r['peak_mib']:.0f} | "
               f"{dice} |", flush=True)
+    if network:
+        env = {**os.environ, "DEEPSEG_HOME": str(homes / "auto"),
+               "OMP_NUM_THREADS": os.environ.get("BENCH_THREADS", "2")}
+        out = subprocess.run([sys.executable, __file__, "--network", str(train_dir), str(image)], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"\nNetwork alone (ours' compiled network on {r['patches']} random patches, {r['streams']} OpenVINO "
+              f"streams, nothing else): {r['seconds']:.1f} s = {r['seconds'] / ref_t:.2f} of nnUNetPredictor's "
+              "whole run above.", flush=True)
     print()
 
 
@@ -272,6 +308,8 @@ def main() -> None:
     ap.add_argument("--box-mm", type=float, nargs=3, default=list(BOX_MM),
                     help="x y z extent (mm) of the centred box of the 1.5 mm input")
     ap.add_argument("--extra", default="", help="also run ours with these backends, e.g. torch,onnxruntime")
+    ap.add_argument("--network-only", action="store_true",
+                    help="also time ours' network alone on the same patches (the floor of ours' time)")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared TotalSegmentator CT in {SHARED}")
@@ -288,7 +326,8 @@ def main() -> None:
         image = inputs / "wholebody_3mm_0000.nii.gz"
         if not image.is_file():
             sitk.WriteImage(ct_case(3.0, TILED_Z_MM)[0], str(image))
-        compare("3mm", 3.0, image, f"whole-body extent ({TILED_Z_MM:.0f} mm in z) at 3 mm ('fast')", extra)
+        compare("3mm", 3.0, image, f"whole-body extent ({TILED_Z_MM:.0f} mm in z) at 3 mm ('fast')", extra,
+                args.network_only)
     if args.only != "3mm":
         box = [int(round(m / 1.5)) for m in args.box_mm]
         image = inputs / f"box{'x'.join(map(str, box))}_1p5mm_0000.nii.gz"
@@ -298,12 +337,14 @@ def main() -> None:
             sitk.WriteImage(sitk.RegionOfInterest(ct, size, [(n - s) // 2 for n, s in zip(ct.GetSize(), size)]),
                             str(image))
         compare("1.5mm", 1.5, image, "partial extent (a centred {:.0f} x {:.0f} x {:.0f} mm box) at 1.5 mm"
-                .format(*args.box_mm), extra)
+                .format(*args.box_mm), extra, args.network_only)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         reference_worker(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--network":
+        network_worker(Path(sys.argv[2]), Path(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--build":
         _build(float(sys.argv[2]))
     else:

@@ -59,9 +59,12 @@ def predict_halo_tiles(net: nn.Module, image: "np.ndarray | torch.Tensor", halo:
             x = img.narrow(axis + 1, in_lo, in_hi - in_lo)[None].to(device).contiguous(memory_format=fmt)
             y = net(x)[0].narrow(axis + 1, lo - in_lo, hi - lo).float().cpu()
             del x
-            if out is None:
-                out = torch.empty((y.shape[0], *spatial), dtype=torch.float32)
-            out.narrow(axis + 1, lo, hi - lo).copy_(y)
+            if len(boxes) == 1:  # the one slab's output is the result (copied only when not contiguous)
+                out = y.contiguous()
+            else:
+                if out is None:
+                    out = torch.empty((y.shape[0], *spatial), dtype=torch.float32)
+                out.narrow(axis + 1, lo, hi - lo).copy_(y)
             del y
             progress.step(n + 1, len(boxes))
     assert out is not None
