@@ -90,6 +90,14 @@ def _score_channel(outputs: int, class_index: int, num_classes: int) -> int:
                      "This network's output layout cannot be explained; report it with the model id.")
 
 
+def _memory_format(net: nn.Module) -> torch.memory_format:
+    """Channels-last for 3D networks with dilated convolutions (MeshNet), as inference runs them
+    (``halo_tiles``): in the default layout PyTorch computes those on the CPU through its slow generic
+    path (a model5_gw_ae 124^3 tile, forward and backward: 52 s, against 10.5 s channels-last)."""
+    dilated = any(isinstance(m, nn.Conv3d) and max(m.dilation) > 1 for m in net.modules())
+    return torch.channels_last_3d if dilated else torch.contiguous_format
+
+
 def _capture(net: nn.Module, layer_names: Sequence[str]):
     """Forward hooks keeping the (graph-attached) outputs of ``layer_names``; returns (store, handles)."""
     store: dict[str, torch.Tensor] = {}
@@ -150,12 +158,14 @@ def cam_network_space(
     cam_method = "gradcam" if method == "layer-sum" else method
     total, done = len(active) * len(networks), 0
     for net in networks:
-        net.to(device)
+        fmt = _memory_format(net)
+        net.to(device, memory_format=fmt)
         store, handles = _capture(net, layers)
         try:
             for box in active:
                 out_sl = plan.output_slices(box)
-                x = img[(slice(None), *plan.input_slices(box))][None].to(device).clone()
+                x = img[(slice(None), *plan.input_slices(box))][None].to(device)
+                x = x.clone(memory_format=fmt)
                 with torch.enable_grad():
                     x.requires_grad_(True)  # a graph even when the weights are frozen; only layer grads are computed
                     store.clear()
