@@ -172,7 +172,12 @@ def _keep_previous(final: Path) -> Optional[Path]:
     try:
         os.link(final, kept, follow_symlinks=False)
     except (OSError, NotImplementedError):  # no hard links here (FAT, some network shares)
-        shutil.copy2(final, kept, follow_symlinks=False)  # a folder fails here: it is never replaced
+        try:
+            shutil.copy2(final, kept, follow_symlinks=False)  # a folder fails here: it is never replaced
+        except OSError:
+            with contextlib.suppress(OSError):
+                kept.unlink(missing_ok=True)  # a copy cut short (disk full) is not left behind
+            raise
     return kept
 
 
