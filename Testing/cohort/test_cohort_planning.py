@@ -87,6 +87,22 @@ def test_the_channel_count_comes_from_the_model_folder(tmp_path):
     assert input_channel_count(tmp_path) == 2
 
 
+def test_cases_with_another_number_of_images_than_the_model_takes_are_refused(tmp_path):
+    """A folder of single images (or a one-column manifest) for a two-image model: refused when the cases
+    are listed, naming the fix, not after the workers have started, one failed case at a time."""
+    _image(tmp_path / "a.nii.gz")
+    _image(tmp_path / "b.nrrd")
+    with pytest.raises(InputError, match=r"takes 2 image\(s\) per case, but case 'a' has 1 \(2 of 2") as err:
+        find_cases(tmp_path, channels=2)
+    assert "manifest" in err.value.fix
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text("case,CT\np1,a.nii.gz\n")
+    with pytest.raises(InputError, match="takes 2 image"):
+        find_cases(manifest, channels=2)
+    manifest.write_text("case,CT,T1\np1,a.nii.gz,b.nrrd\n")
+    assert [len(c.inputs) for c in find_cases(manifest, channels=2)] == [2]
+
+
 def test_glob_and_duplicate_names(tmp_path):
     _image(tmp_path / "x" / "scan.nii.gz")
     _image(tmp_path / "y" / "scan.nii.gz")

@@ -51,6 +51,7 @@ def find_cases(source: "str | Path", exclude: Optional[Path] = None, channels: O
         raise InputError(f"No cases found in {text}.",
                          "Cases are image files (.nii.gz, .nrrd, .mha, .mgz...) or DICOM series folders.")
     _check_names(cases, text)
+    _check_channels(cases, channels)
     return cases
 
 
@@ -106,6 +107,17 @@ def _from_manifest(path: Path) -> list[Case]:
                 paths.append(str(p if p.is_absolute() else path.parent / p))
             cases.append(Case(row["case"].strip(), tuple(paths)))
     return cases
+
+
+def _check_channels(cases: list[Case], channels: Optional[int]) -> None:
+    """Every case has the model's number of input images (``channels``; None: not known), so a folder of
+    single images for a multi-image model is refused before any worker starts, not case by case."""
+    wrong = [c for c in cases if channels is not None and len(c.inputs) != channels]
+    if wrong:
+        raise InputError(f"The model takes {channels} image(s) per case, but case {wrong[0].name!r} has "
+                         f"{len(wrong[0].inputs)} ({len(wrong)} of {len(cases)} cases differ).",
+                         "Name each case's images <case>_0000, <case>_0001, ... (nnU-Net naming) or list them "
+                         "in a manifest CSV with a 'case' column and one column per input.")
 
 
 def _check_names(cases: list[Case], source: str) -> None:
