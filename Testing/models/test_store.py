@@ -19,7 +19,7 @@ from deepseg.errors import Cancelled, StoreError
 from deepseg.models.catalog import load_catalog, resources_dir
 from deepseg.models.card import CARD_FILE
 from deepseg.models.formats import detect_format
-from deepseg.models.store import MARKER, ModelStore
+from deepseg.models.store import MARKER, ModelStore, _move_in
 from deepseg.progress import CancelToken, Progress
 
 REPO = Path(__file__).resolve().parents[2]
@@ -304,3 +304,41 @@ def test_ids_that_are_paths_never_reach_outside_the_store(tmp_path):
         with pytest.raises(StoreError, match="neither a model folder nor a catalog id"):
             store.path_for(bad)
     assert (tmp_path / "keep").is_dir() and (tmp_path / "home" / "models").is_dir()
+
+
+@pytest.mark.parametrize("how", ["file where a folder is expected", "new folder gone"])
+def test_a_replace_whose_new_folder_fails_to_move_in_keeps_the_old_install(tmp_path, how):
+    """The rename that moves the new install in fails for real (nothing mocked): the old install stays
+    in place, whole, and nothing is left aside.  The old code deleted it before that rename."""
+    final, aside = tmp_path / "m", tmp_path / ".staging-m-old"
+    (final / "fold_0").mkdir(parents=True)
+    (final / "fold_0" / "checkpoint.pth").write_bytes(b"old weights")
+    (tmp_path / "a-file").write_text("")
+    new = tmp_path / "a-file" / "staging" if how.startswith("file") else tmp_path / "gone"
+    with pytest.raises((NotADirectoryError, FileNotFoundError)):
+        _move_in(new, final, aside)
+    assert (final / "fold_0" / "checkpoint.pth").read_bytes() == b"old weights" and not aside.exists()
+    new = tmp_path / "staging"
+    (new / "fold_0").mkdir(parents=True)
+    (new / "fold_0" / "checkpoint.pth").write_bytes(b"new weights")
+    _move_in(new, final, aside)
+    assert (final / "fold_0" / "checkpoint.pth").read_bytes() == b"new weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "m"]
+
+
+def test_an_install_set_aside_by_a_killed_replace_is_put_back(tmp_path, published_zip):
+    """What a process killed between the two renames of a replace leaves: the old install set aside and
+    nothing in place.  It is reported, kept by installs of other ids (even one whose id it starts with),
+    and put back by the next install of its id, even when that install fails."""
+    store = ModelStore(tmp_path / "home")
+    store.import_path(published_zip, "my-model")
+    (store.models_dir / "my-model").rename(store.models_dir / ".staging-my-model-old")
+    [problem] = store.problems()
+    assert problem.id == "my-model" and "set aside" in problem.reason
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a model")
+    for model_id in ("my", "my-model"):
+        with pytest.raises(StoreError, match="do not hold a model"):
+            store.import_path(junk, model_id)
+    assert (store.path_for("my-model") / "plans.json").is_file() and store.problems() == []

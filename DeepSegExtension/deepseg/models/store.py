@@ -38,6 +38,7 @@ from .sources import fetch_pypi_source, fetch_url_source
 log = logging.getLogger(__name__)
 MARKER = ".deepseg-install.json"
 STAGING_PREFIX = ".staging-"
+ASIDE = "-old"  # suffix of an install renamed aside while its replacement moves in
 ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -123,7 +124,10 @@ class ModelStore:
                 continue
             for p in sorted(kind.iterdir()):
                 if p.name.startswith(STAGING_PREFIX):
-                    out.append(Problem(p, p.name[len(STAGING_PREFIX):].rsplit("-", 1)[0],
+                    item_id = p.name[len(STAGING_PREFIX):].rsplit("-", 1)[0]
+                    out.append(Problem(p, item_id, "the previous install, set aside by an interrupted replace (the "
+                                       "next fetch or import of this id puts it back)"
+                                       if p.name.endswith(ASIDE) and not (kind / item_id).exists() else
                                        "interrupted download or import (left over, not used)"))
                 elif p.is_dir() and not (p / MARKER).is_file():
                     out.append(Problem(p, p.name, "incomplete install without a completion marker (not used)"))
@@ -225,8 +229,12 @@ class ModelStore:
         base = self.home / kind
         base.mkdir(parents=True, exist_ok=True)
         with _lock(base):
+            final, aside = base / item_id, base / f"{STAGING_PREFIX}{item_id}{ASIDE}"
+            if aside.is_dir() and not final.exists():  # a replace of this id was killed between its two renames
+                aside.rename(final)
             for p in base.glob(f"{STAGING_PREFIX}{item_id}-*"):
-                shutil.rmtree(p, ignore_errors=True)  # leftovers of a crashed install of this id (we hold the lock)
+                if "-" not in p.name[len(f"{STAGING_PREFIX}{item_id}-"):]:  # not those of an id "<item_id>-..."
+                    shutil.rmtree(p, ignore_errors=True)  # leftovers of a crashed install of this id (we hold the lock)
             staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{item_id}-", dir=base))
             try:
                 record = fill(staging)
@@ -235,12 +243,7 @@ class ModelStore:
                     json.dump(record, fh, indent=2)
                     fh.flush()
                     os.fsync(fh.fileno())
-                final = base / item_id
-                if final.exists():  # an older install or an incomplete one: replaced only now
-                    old = base / f"{STAGING_PREFIX}{item_id}-old"
-                    final.rename(old)
-                    shutil.rmtree(old, ignore_errors=True)
-                staging.rename(final)
+                _move_in(staging, final, aside)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -273,6 +276,24 @@ class ModelStore:
                              "Check that you imported the right folder or archive for this id.")
         record.update(model_path=model_dir.relative_to(staging).as_posix(), format=fmt)
         return record
+
+
+def _move_in(new: Path, final: Path, aside: Path) -> None:
+    """Rename ``new`` to ``final``, replacing what is there (an older or an incomplete install) or keeping it.
+
+    The old folder is renamed ``aside`` first and deleted only once ``new`` is in place; if that rename
+    fails it is renamed back.  A process killed between the two renames leaves the old install whole
+    under ``aside``, which the next install of the id puts back before it starts."""
+    if not final.exists():
+        new.rename(final)
+        return
+    final.rename(aside)
+    try:
+        new.rename(final)
+    except BaseException:
+        aside.rename(final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _check_loads(folder: Path, progress: Progress) -> None:
