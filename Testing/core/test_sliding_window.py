@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepseg.errors import ModelError
 from deepseg.inference.sliding_window import predict_sliding_window, window_starts
 from deepseg.models.base import WindowSpec
 from deepseg.progress import Progress
@@ -23,6 +24,13 @@ def test_windows_cover_the_axis_with_the_requested_overlap(size, tile, overlap):
 def _pointwise_net(channels: int = 2, classes: int = 3, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Conv3d(channels, classes, 1).eval()
+
+
+@pytest.mark.parametrize("field, value, allowed", [("accumulate", "half", "'float32', 'float16'"),
+                                                   ("blend", "gausian", "'gaussian', 'constant'")])
+def test_an_unknown_blend_or_accumulation_is_refused_when_the_window_is_declared(field, value, allowed):
+    with pytest.raises(ModelError, match=f"Unknown window {field} '{value}': it must be one of {allowed}"):
+        WindowSpec((4, 4, 4), **{field: value})
 
 
 def test_stitched_windows_equal_one_whole_volume_pass():

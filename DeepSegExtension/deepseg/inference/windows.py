@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ModelError
+
+CHOICES = {"blend": ("gaussian", "constant"), "accumulate": ("float32", "float16")}
+
 
 @dataclass
 class WindowSpec:
@@ -25,3 +29,13 @@ class WindowSpec:
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     output_margin: tuple[int, int, int] = (0, 0, 0)
     accumulate: str = "float32"
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown blend or accumulation where a model declares its window,
+        not as a bare KeyError deep inside the sliding window."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ModelError(f"Unknown window {name} {value!r}: it must be one of "
+                                 f"{', '.join(repr(a) for a in allowed)}.",
+                                 f"Give the WindowSpec {name} one of these values.")
