@@ -92,6 +92,22 @@ def _vector_nrrd(path: Path) -> Path:
     return path
 
 
+def _nrrd_4d(path: Path, **header) -> Path:
+    """A 3-time-point NRRD as pynrrd writes it (its ``sizes`` are x y z t)."""
+    import nrrd
+
+    nrrd.write(str(path), np.zeros((24, 20, 12, 3), np.float32), header)
+    return path
+
+
+def _mha_4d(path: Path) -> Path:
+    """A 3-time-point MetaImage as SimpleITK writes it (``NDims = 4``)."""
+    image = sitk.GetImageFromArray(np.zeros((3, 12, 20, 24), np.float32), isVector=False)
+    image.SetSpacing((*SPACING, 1.0))
+    sitk.WriteImage(image, str(path))
+    return path
+
+
 def _mgz_nan(path: Path) -> Path:
     arr = _with_nonfinite(np.nan)
     nib.save(nib.MGHImage(arr.transpose(2, 1, 0), np.diag(list(SPACING) + [1.0])), str(path))
@@ -127,6 +143,13 @@ BAD = {
     "non-orthonormal sform": (lambda d: _nifti(d / "ct.nii.gz", qform_code=0, srow=(1, (1.0, 1.0, 0))),
                               "degenerate or non-orthonormal orientation"),
     "vector NRRD (NaN spacing of its component axis)": (lambda d: _vector_nrrd(d / "rgb.nrrd"), "3 components per voxel"),
+    # a 4-D image is named as such, whatever its extra axis's spacing (NaN was "non-finite voxel spacing")
+    "4-D NRRD, NaN spacing on its axis of no kind": (lambda d: _nrrd_4d(d / "t.nrrd", spacings=[*SPACING, np.nan]),
+                                                    "holds a 4-D image"),
+    "4-D NRRD, time axis with no space direction": (lambda d: _nrrd_4d(  # ITK: "domain axes ... doesn't match"
+        d / "t.nrrd", space="left-posterior-superior", kinds=["domain"] * 3 + ["time"],
+        **{"space directions": np.vstack([np.diag(SPACING), [np.nan] * 3])}), "holds a 4-D image"),
+    "4-D .mha": (lambda d: _mha_4d(d / "t.mha"), "holds a 4-D image"),
     "degenerate direction in .mha": (lambda d: _sitk(d / "ct.mha", _volume().array, header_edit=(
         b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0 0 1 0 0 0 0 1")),
         "degenerate or non-orthonormal orientation"),

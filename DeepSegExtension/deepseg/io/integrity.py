@@ -113,11 +113,15 @@ def spacing_error(path: "Path | str", detail: str) -> InputError:
 
 
 NRRD_SPATIAL_KINDS = {"domain", "space"}  # NRRD axis kinds sampled in space
+# axes ITK reads as image axes (teem's domain kinds, and axes of unknown kind); the others are per-voxel components
+NRRD_GRID_KINDS = NRRD_SPATIAL_KINDS | {"time", "???", "none"}
 
 
-def check_stored_spacing(path: Path) -> None:
-    """The spacing a MetaImage (``ElementSpacing``) or NRRD (``spacings:``) header stores, before ITK
-    turns a negative value into a flipped axis."""
+def check_stored_header(path: Path) -> None:
+    """The number of image axes and the spacing a MetaImage (``NDims``, ``ElementSpacing``) or NRRD
+    (``sizes``, ``kinds``, ``spacings``) header stores, before ITK turns a negative spacing into a flipped
+    axis.  A 4-D image is named as such: its extra axis (time, or no kind given) often has spacing NaN,
+    which is not a bad spacing but a second volume."""
     with open(path, "rb") as fh:
         head = fh.read(8192).decode("latin-1")
     fields = {}
@@ -127,9 +131,17 @@ def check_stored_spacing(path: Path) -> None:
         key, sep, value = line.replace("=", ":", 1).partition(":")
         if sep:
             fields.setdefault(key.strip().lower(), value.split())
+    kinds = [k.lower() for k in fields.get("kinds", [])]
+    axes = _grid_axes(fields.get("sizes") or fields.get("dimsize", []), kinds)
+    if len(axes) > 3:
+        raise InputError(f"{path} holds a {len(axes)}-D image (axes {' x '.join(axes)}), such as a time series, "
+                         "not one 3-D volume; a model segments one 3-D volume.",
+                         "Save the 3-D volume to segment (e.g. one time point) as a file of its own and give that "
+                         "(in 3D Slicer: load the file as a sequence and save the volume it shows at that time "
+                         "point; in SimpleITK: sitk.ReadImage(path)[:, :, :, t]).")
     # NRRD's non-spatial axes (a vector or colour image's components) have "kinds" such as "vector" and
     # spacing NaN: they are not spacings, and the reader refuses multi-component images by their own name
-    spatial = [k.lower() in NRRD_SPATIAL_KINDS for k in fields.get("kinds", [])]
+    spatial = [k in NRRD_SPATIAL_KINDS for k in kinds]
     for key in ("elementspacing", "elementsize", "spacings"):
         try:
             values = [float(v) for v in fields.get(key, [])]
@@ -139,6 +151,14 @@ def check_stored_spacing(path: Path) -> None:
             values = [v for v, keep in zip(values, spatial) if keep]
         if values:
             check_spacing(path, values)
+
+
+def _grid_axes(sizes: list[str], kinds: list[str]) -> list[str]:
+    """The image axes a NRRD (``sizes``, ``kinds``) or MetaImage (``DimSize``) header declares, each as its
+    size and NRRD kind; per-voxel component axes (NRRD kinds such as "vector" or "list") are left out."""
+    if len(kinds) != len(sizes):
+        return sizes
+    return [f"{s} ({k})" for s, k in zip(sizes, kinds) if k in NRRD_GRID_KINDS]
 
 
 def check_direction(path: "Path | str", direction: np.ndarray, tol: float = 1e-3) -> None:

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..volume import Volume
 from .atomic import full_suffix
 from .convert import volume_from_sitk, volume_to_sitk
-from .integrity import (check_payload, check_spacing, check_stored_spacing, check_volume, direction_error,
+from .integrity import (check_payload, check_spacing, check_stored_header, check_volume, direction_error,
                         nifti_geometry, parse_spacing, spacing_error)
 
 NIFTI_SUFFIXES = {".nii", ".nii.gz"}
@@ -94,7 +94,7 @@ def read_volume(path: "str | Path", name: str = "",
             import SimpleITK as sitk
 
             if suffix in {".mha", ".mhd", ".nrrd", ".nhdr", ".seg.nrrd"}:
-                check_stored_spacing(p)
+                check_stored_header(p)
             volume = volume_from_sitk(sitk.ReadImage(str(p)), name=name)
         else:
             volume = None
