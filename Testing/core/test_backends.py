@@ -241,6 +241,20 @@ def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normali
     assert layers.count("MVN") == len(norms), sorted(set(layers))
 
 
+def test_export_leaves_each_module_of_the_callers_network_in_its_own_mode():
+    """The export runs in eval mode, then gives every module of the caller's network its own mode back:
+    a frozen batch norm in a network being trained, Monte Carlo dropout in one in eval mode.
+    (The old code reset them all to the top module's mode.)"""
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.BatchNorm3d(2),
+                              torch.nn.Dropout3d(0.5), torch.nn.Conv3d(2, 2, 1))
+    for top, other in ((True, 1), (False, 2)):
+        net.train(top)
+        net[other].train(not top)
+        before = [m.training for m in net.modules()]
+        backends.exported_program(net, (1, 1, 8, 8, 8))
+        assert [m.training for m in net.modules()] == before
+
+
 def test_openvino_is_used_without_its_usage_telemetry():
     """Importing openvino and converting a network must not send usage events to Google Analytics (its
     ``openvino-telemetry`` dependency does so from a forked copy of the process unless it is kept out):

@@ -267,7 +267,7 @@ def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProg
     """``torch.export`` of ``net`` in eval mode for the input ``shape`` (-1: any size along that axis),
     traced with fake tensors: no forward pass is computed, so exporting a CT-sized patch costs seconds."""
     net = export_ready(net)
-    was_training = net.training
+    modes = [(m, m.training) for m in net.modules()]  # each module's own mode, e.g. a frozen batch norm
     torch_log = logging.getLogger("torch")
     level = torch_log.level
     net.eval()
@@ -280,7 +280,8 @@ def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProg
             return torch.export.export(net.cpu(), (example,), dynamic_shapes=(dynamic,) if dynamic else None)
     finally:
         torch_log.setLevel(level)
-        net.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
