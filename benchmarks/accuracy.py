@@ -190,6 +190,26 @@ def _without_top(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
     return cut
 
 
+def _air_above(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
+    """A case placed in a grid reaching ``mm`` higher, filled with air (-1000 HU; reference 0): the same scan."""
+    def padded():
+        from deepseg.models.liver_prep import lps_orientation
+        from deepseg.volume import Volume
+
+        image, reference = load()
+        ornt = lps_orientation(image.direction, image.spacing)
+        axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # the storage axis (i, j or k) along inferior-superior
+        n = int(round(mm / image.spacing[axis]))
+        widths = [(0, 0)] * 3
+        widths[2 - axis] = (0, n) if ornt[axis, 1] > 0 else (n, 0)  # arrays are [k, j, i]
+        shift = np.zeros(3)
+        shift[axis] = 0 if ornt[axis, 1] > 0 else -n
+        origin = tuple((image.ijk_to_lps() @ np.array([*shift, 1.0]))[:3])
+        return tuple(Volume(np.pad(v.array, widths, constant_values=fill), v.spacing, origin, v.direction, name=v.name)
+                     for v, fill in ((image, -1000), (reference, 0)))
+    return padded
+
+
 def _restored(load: Callable[[], tuple], transform: str) -> Callable[[], tuple]:
     """A case stored in another order (robustness.flip_storage / permute_storage): the same physical image."""
     def load_transformed():
@@ -242,6 +262,17 @@ CASES = {
     "totalseg-ct-full-top-cut": Case(
         "totalseg-ct-full-top-cut", _without_top(lambda: CASES["totalseg-ct-full"].load(), 20.0),
         "totalseg-ct-full without the top 21 mm of its field of view (the liver cut lower by the top of the scan)"),
+    **{f"totalseg-ct-full-top-cut-{mm}": Case(
+        f"totalseg-ct-full-top-cut-{mm}", _without_top(lambda: CASES["totalseg-ct-full"].load(), mm),
+        f"totalseg-ct-full without the top {3 * round(mm / 3)} mm of its field of view (the scan starts lower in the "
+        "liver)") for mm in (40, 60)},
+    "totalseg-ct-full-top-cut-air-above": Case(
+        "totalseg-ct-full-top-cut-air-above", _air_above(lambda: CASES["totalseg-ct-full-top-cut"].load(), 60.0),
+        "totalseg-ct-full-top-cut in a grid reaching 60 mm higher, filled with air (-1000 HU): the same scan"),
+    **{f"totalseg-aorta-ct-top-cut-{mm}": Case(
+        f"totalseg-aorta-ct-top-cut-{mm}", _without_top(totalseg_aorta_ct, mm),
+        f"totalseg-aorta-ct without the top {1.5 * round(mm / 1.5):g} mm of its field of view (lungs still in view)")
+        for mm in (40, 60)},
     "totalseg-aorta-ct-permuted": Case(
         "totalseg-aorta-ct-permuted", _restored(totalseg_aorta_ct, "permute_storage"),
         "totalseg-aorta-ct stored with permuted axes (i, j, k) -> (j, k, i): the same physical image"),
@@ -270,6 +301,9 @@ CASES = {
     "lits117-top-cut": Case(
         "lits117-top-cut", _without_top(lambda: CASES["lits117"].load(), 20.0),
         "lits117 without the top 21 mm (its superior end is the i axis): the liver cut by the top"),
+    **{f"lits117-top-cut-{mm}": Case(
+        f"lits117-top-cut-{mm}", _without_top(lambda: CASES["lits117"].load(), mm),
+        f"lits117 without the top {1.5 * round(mm / 1.5):g} mm: the liver cut by the top") for mm in (40, 60)},
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -323,7 +357,11 @@ RUNS: list[Run] = [
         LIVER),
     Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
         {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
-    _ct_liver("lits117-top-cut", {"liver (incl. lesions)": ((1,), (1, 2))}),
+    *(_ct_liver(case, {"liver (incl. lesions)": ((1,), (1, 2))})
+      for case in ("lits117-top-cut", "lits117-top-cut-40", "lits117-top-cut-60")),
+    *(_ct_liver(case) for case in ("totalseg-ct-full-top-cut-40", "totalseg-ct-full-top-cut-60",
+                                   "totalseg-ct-full-top-cut-air-above", "totalseg-aorta-ct-top-cut-40",
+                                   "totalseg-aorta-ct-top-cut-60")),
 ]
 
 

@@ -58,10 +58,24 @@ def test_ct_crop_limits_the_box_to_the_original_maximum():
     vol[10:140, 15:115, :] = 40.0  # a huge soft-tissue block (520 x 400 mm in-plane)
     box = lp.crop_ct(vol, (4.0, 4.0, 4.0))
     sizes_mm = [(b.stop - b.start) * 4.0 for b in box]
-    assert sizes_mm[0] <= 489 and sizes_mm[1] <= 408 and sizes_mm[2] <= 408
-    assert sizes_mm[0] > 470 and sizes_mm[1] > 370 and sizes_mm[2] > 400
+    assert sizes_mm[0] <= 489 and sizes_mm[1] <= 408
+    assert sizes_mm[0] > 470 and sizes_mm[1] > 370
     assert box[0].start >= 10 and box[0].stop <= 140 and box[1].start >= 15 and box[1].stop <= 115
     assert box[2].stop == 120  # no lungs: the box keeps the top of the volume
+
+
+@pytest.mark.parametrize("air_above", [0, 15])
+def test_without_lungs_the_crop_keeps_the_body_top_and_the_span_below_it(air_above):
+    """A scan without lungs starts inside the liver: the box runs from the top of the body (not of the grid: air
+    above it is no scan) down ``TOP_CUT_SPAN_MM``, as the original's box ends at the hip; a shorter body is kept
+    whole."""
+    for nz in (120, 40):  # 480 mm of abdomen and pelvis; 160 mm
+        vol = _torso(nz + air_above)
+        vol[:, :, nz:] = -1000.0
+        box = lp.crop_ct(vol, (4.0, 4.0, 4.0))
+        assert box[2].stop == nz
+        expected = min(nz * 4.0, lp.TOP_CUT_SPAN_MM)
+        assert abs((box[2].stop - box[2].start) * 4.0 - expected) <= 4.0
 
 
 def test_fetch_wheel_member_checks_and_reuses(tmp_path, liver_wheels):

@@ -16,8 +16,11 @@ Deviations: probabilities return to the input grid by linear interpolation at th
 pelvis search (see ``liver_prep.crop_ct``); volumes covering less than 90 mm in z after the crop are
 mirrored in z to 90 mm before the liver network (card ``preprocessing.z_context_mm``; 0 turns it off):
 the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the liver Dice rose from
-0.45 to 0.91 with it.  CT only: constant-valued padding is read as air (``liver_prep.padding_to_air``), and
-a predicted liver with neither lungs nor the top of the field of view above it is dropped (``liver_site``).
+0.45 to 0.91 with it.  A CT without lungs starts inside any liver: when the liver found reaches its top
+(``liver_site``), the network runs again with the box's top mirrored up by the same 90 mm, as it was
+trained on boxes reaching 70 mm above the dome -- cut at its top, the liver is otherwise grown down into the
+bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md).  CT only: constant-valued padding is
+read as air (``liver_prep.padding_to_air``), and a predicted liver with neither lungs nor the top of the field of view above it is dropped (``liver_site``).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from . import liver_prep as lp
 from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
-from .liver_site import liver_top_is_covered
+from .liver_site import FOV_TOP_MM, liver_top_is_covered
 from .networks.liver_unet import LiverUNet
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,13 @@ def liver_mask_3mm(probability: np.ndarray) -> np.ndarray:
         return np.zeros(probability.shape, bool)
     largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
     return ndimage.binary_dilation(largest, _OPEN)
+
+
+def _reaches_top(probability_zyx: np.ndarray, slices: float) -> bool:
+    """Whether the post-processed liver (``liver_mask_3mm``) of a network-grid probability reaches within
+    ``slices`` of its top (z grows superior)."""
+    levels = np.flatnonzero(liver_mask_3mm(probability_zyx).any((1, 2)))
+    return levels.size > 0 and levels[-1] >= probability_zyx.shape[0] - 1 - slices
 
 
 class LiverModel(SegmentationModel):
@@ -116,16 +126,19 @@ class LiverModel(SegmentationModel):
         fine = ndimage.median_filter(lp.zoom3d(cropped, zoom1), size=3)
         coarse = lp.zoom3d(fine, 0.5 * np.ones(3))
         coarse = lp.normalize_ct(coarse) if self.modality == "CT" else lp.normalize_mr_liver(coarse)
-        missing = max(0, int(np.ceil(self.z_context_mm / self.liver_spacing[2])) - coarse.shape[2])
+        context_slices = int(np.ceil(self.z_context_mm / self.liver_spacing[2]))
+        missing = max(0, context_slices - coarse.shape[2])
         z_pad = (missing // 2, missing - missing // 2)
         if missing:  # thin slab: mirror it in z so the network sees some cranio-caudal context
             coarse = np.pad(coarse, ((0, 0), (0, 0), z_pad), mode="symmetric")
+        no_lungs = landmarks is not None and landmarks.lungs is None  # the scan starts inside any liver
         torso = lp.shows_torso(vol.shape, box, spacing)
         if not torso:
             log.warning("No torso in the image (the body is %.0f mm wide): the liver model returns no liver.",
                         (box[0].stop - box[0].start) * spacing[0])
         context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
                    "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso,
+                   "context_above": context_slices if no_lungs and not missing else 0,
                    "site": None if landmarks is None else landmarks.site()}
         return Prepared(_xyz_to_net(coarse), image, context)
 
@@ -137,9 +150,20 @@ class LiverModel(SegmentationModel):
 
         if not prepared.context["torso"]:  # a head or a limb: no liver to find, no network run
             return torch.stack([torch.ones(prepared.image.shape[1:]), torch.zeros(prepared.image.shape[1:])])
-        return predict_sliding_window(self.fold_networks(folds), prepared.image, self.window, 2, device=device,
-                                      mirror=False, overlap=self.window.overlap if overlap is None else overlap,
-                                      progress=progress, forward=_sigmoid_two_class)
+
+        def run(image: np.ndarray) -> torch.Tensor:
+            return predict_sliding_window(self.fold_networks(folds), image, self.window, 2, device=device,
+                                          mirror=False, overlap=self.window.overlap if overlap is None else overlap,
+                                          progress=progress, forward=_sigmoid_two_class)
+
+        probabilities = run(prepared.image)
+        above = prepared.context.get("context_above", 0)
+        if above and _reaches_top(probabilities[1].cpu().numpy(), FOV_TOP_MM / self.liver_spacing[2]):
+            # the top of the scan cuts the liver: run again with the box's top mirrored above it, as the
+            # network was trained with context above the liver (see the module docstring)
+            mirrored = np.pad(prepared.image, ((0, 0), (0, above), (0, 0), (0, 0)), mode="symmetric")
+            probabilities = run(mirrored)[:, :-above]
+        return probabilities
 
     # --- back to the input grid ------------------------------------------------------------------------
     def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:

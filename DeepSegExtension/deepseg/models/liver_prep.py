@@ -13,7 +13,8 @@ networks RAS-flipped arrays.  Facts reproduced here:
   489 x 408 x 408 mm (x, y, z) -- trimmed from below in z, and in x/y around the box centre (the
   original trims around the centre of the abdominal air); the pelvic (hip) search of the original is
   replaced by the 408 mm limit (see ``crop_ct``); unlike the original, bowel gas is told apart from the
-  lungs (``_lung_air``), and a scan without lungs keeps its top;
+  lungs (``_lung_air``), and a scan without lungs keeps the top of its body and at most
+  ``TOP_CUT_SPAN_MM`` below it (the original's box ends at the hip);
 * unlike the original, constant-valued padding at a soft-tissue value is read as air (``padding_to_air``);
 * MR body crop (``crop_mr_image``): the top 430 mm and the largest component above 1 % of the maximum.
 """
@@ -35,6 +36,11 @@ MIN_LUNG_ML = 10.0  # smallest air volume taken for a lung on each side of the b
 MIN_WHOLE_LUNG_ML = 300.0  # an air space this large is a lung even when the field of view holds all of it
 AIR_HU = -1000.0
 MIN_TORSO_WIDTH_MM = 200.0  # narrower bodies (an adult head is < ~170 mm wide, a torso > ~250 mm) hold no liver
+# A scan without lungs starts inside the liver (``liver_site``); its box keeps at most this much below the top of
+# the body, as the original's box ends at the hip (its bone-profile search), about 250 mm below the dome
+# (T10 to the iliac crest at L4).  A longer box, reaching into the pelvis, frames the cut liver higher in the
+# network's centred patch than training did, and the network grows it down into the bowel.
+TOP_CUT_SPAN_MM = 250.0
 
 
 # --- orientation ---------------------------------------------------------------------------------------
@@ -284,13 +290,17 @@ def crop_ct(vol: np.ndarray, spacing: Sequence[float], landmarks: "CTLandmarks |
             tissue_th: float = -150, dome_margin_mm: float = 70.0) -> Box:
     """Body box of a CT ``[x, y, z]`` LPS array (HU), as ``crop_ct_image`` of pyliverlesionseg.
 
-    Deviation: the original also searches the pelvis and starts the box 20 mm below it; here the box
-    keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may stay.
+    Deviation: the original also searches the pelvis and starts the box 20 mm below it; here a box framed by
+    the lungs keeps up to 408 mm below its top (the original's own limit), so more of the lower abdomen may
+    stay.  Without lungs the scan starts inside the liver: the box runs from the top of the body (slabs of air
+    above it are not scanned anatomy) down at most ``TOP_CUT_SPAN_MM``.
     """
     body, lungs = landmarks or ct_landmarks(vol, spacing, tissue_th)
-    dome = None if lungs is None else _liver_dome_slice(lungs, body)
-    z_stop = vol.shape[2] if dome is None else min(vol.shape[2], dome + int(dome_margin_mm / spacing[2]))
-    z = slice(0, max(z_stop, 1))
+    if lungs is None:
+        z_stop = min(vol.shape[2], body[2].stop + 1)  # the body box is eroded by one voxel
+        z = slice(max(0, z_stop - int(round(TOP_CUT_SPAN_MM / spacing[2]))), z_stop)
+    else:
+        z = slice(0, max(1, min(vol.shape[2], _liver_dome_slice(lungs, body) + int(dome_margin_mm / spacing[2]))))
     inner = _largest_component_box(_box_erode(vol[body[0], body[1], z] > tissue_th, 5))
     x = slice(body[0].start + inner[0].start, body[0].start + inner[0].stop)
     y = slice(body[1].start + inner[1].start, body[1].start + inner[1].stop)
