@@ -20,7 +20,8 @@ the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the l
 (``liver_site``), the network runs again with the box's top mirrored up by the same 90 mm, as it was
 trained on boxes reaching 70 mm above the dome -- cut at its top, the liver is otherwise grown down into the
 bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md).  CT only: constant-valued padding is
-read as air (``liver_prep.padding_to_air``), and a predicted liver with neither lungs nor the top of the field of view above it is dropped (``liver_site``).
+read as air (``liver_prep.padding_to_air``), and a predicted liver with neither lungs nor the top of the
+field of view above it is dropped (``liver_site``).
 """
 from __future__ import annotations
 
