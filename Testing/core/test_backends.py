@@ -143,6 +143,41 @@ def test_a_network_that_does_not_convert_runs_in_torch_with_a_notice(backend, ca
         assert torch.equal(y, net(x))
 
 
+class BranchesWhenLarge(torch.nn.Module):
+    """Branches on the data only for inputs wider than 8 voxels: ``torch.export`` refuses those shapes alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if x.shape[-1] > 8:
+            return y if float(y.abs().sum()) >= 0 else -y
+        return y
+
+
+@pytest.mark.parametrize("backend", CONVERTING)
+def test_a_shape_that_does_not_convert_leaves_the_other_shapes_converted(backend, caplog):
+    """A network that fails to convert for one input shape runs only that shape in PyTorch (the notice names
+    it); a shape met afterwards still converts, and the run reports both engines."""
+    from deepseg.inference.backends import using
+
+    net = BranchesWhenLarge().eval()
+    large, small = torch.randn(1, 1, 8, 8, 12), torch.randn(1, 1, 8, 8, 8)
+    with using(backend) as use, caplog.at_level(logging.WARNING, logger="deepseg.inference.backends"):
+        wrapped = on_backend(net, backend)
+        got_large, got_small = wrapped(large), wrapped(small)
+    assert [shape for shape, _ in wrapped._runners] == [(1, 1, 8, 8, 8)]  # the old code never converted it
+    notices = [r.getMessage() for r in caplog.records if r.name.startswith("deepseg")]
+    assert len(notices) == 1 and "for input 1x1x8x8x12" in notices[0]
+    assert list(wrapped.failures) == [(1, 1, 8, 8, 12)] and "1x1x8x8x12" in wrapped.failed
+    assert use.ran == f"{backend}+torch" and list(use.fallbacks) == ["BranchesWhenLarge"]
+    with torch.inference_mode():
+        assert torch.equal(got_large, net(large))
+        torch.testing.assert_close(got_small, net(small), rtol=0, atol=1e-5)
+
+
 def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_result():
     """Many patches: OpenVINO runs one stream per thread (two here), patches in flight at once, and the
     stitched logits equal PyTorch's sliding window (with mirroring and Gaussian weighting)."""

@@ -10,7 +10,8 @@ A sliding window of many patches runs OpenVINO in throughput mode: one stream pe
 computing its own patch single-threaded, with as many patches in flight (``BackendNetwork.streamed``):
 no barrier between the threads after every layer, and the Python work between patches (cutting,
 weighting, accumulating) overlaps the network.
-A network that does not export or compile runs in PyTorch after a one-line notice.
+A network that does not export or compile for an input shape runs that shape in PyTorch after a one-line
+notice; its other shapes still convert.
 Computation stays float32 on every CPU (OpenVINO would pick bf16 on CPUs that have it).
 Explanations need gradients and always run the PyTorch modules; they never come through here.
 """
@@ -62,8 +63,8 @@ class BackendUse:
 
     @property
     def ran(self) -> str:
-        """``openvino``, ``torch``, or ``openvino+torch`` when only some networks converted."""
-        engines = {"torch" if n.failed else n.backend for n in self.networks} or {self.backend}
+        """``openvino``, ``torch``, or ``openvino+torch`` when only some networks (or input shapes) converted."""
+        engines = set().union(*(n.engines for n in self.networks)) or {self.backend}
         return "+".join(sorted(engines, key=lambda b: b == "torch"))
 
     @property
@@ -155,7 +156,25 @@ class BackendNetwork:
         self._runners: dict[tuple, Runner] = {}
         self._weights: Optional[str] = None
         self._lock = threading.Lock()  # one compilation at a time; PyTorch fallback calls one at a time
-        self.failed: Optional[str] = None  # why conversion failed (then PyTorch runs the network)
+        # input shape -> why it did not convert: PyTorch runs that shape; other shapes still convert (a
+        # compilation can fail for one shape only, e.g. out of memory on the largest scan of a cohort)
+        self.failures: dict[tuple, str] = {}
+        self.converted = False  # some input shape has been converted
+
+    @property
+    def failed(self) -> Optional[str]:
+        """Why conversion failed, naming the input shape(s) that PyTorch runs; None if none failed."""
+        if not self.failures:
+            return None
+        shape, why = next(iter(self.failures.items()))
+        more = f" and {len(self.failures) - 1} more shape(s)" if len(self.failures) > 1 else ""
+        return f"input {'x'.join(map(str, shape))}{more}: {why}"
+
+    @property
+    def engines(self) -> set[str]:
+        """The engines this network has run on: the backend, PyTorch for shapes that did not convert."""
+        return ({self.backend} if self.converted or not self.failures else set()) | \
+            ({"torch"} if self.failures else set())
 
     @property
     def net(self) -> nn.Module:
@@ -177,16 +196,18 @@ class BackendNetwork:
         if self.dynamic:
             shape = (*shape[:2], *[-1] * (len(shape) - 2))
         with self._lock:
-            if self.failed is None and (shape, streams) not in self._runners:
+            if shape not in self.failures and (shape, streams) not in self._runners:
                 # whole-volume inputs (the liver network) would otherwise keep one per scan of a cohort
                 while len(self._runners) >= MAX_COMPILED_SHAPES:
                     self._runners.pop(next(iter(self._runners)))
                 try:
                     self._runners[shape, streams] = self._compile(shape, streams)
-                except Exception as exc:  # any exporter/compiler failure: the network still runs in PyTorch
-                    self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-                    log.warning("%s did not convert to %s (%s); running it in PyTorch.", type(self.net).__name__,
-                                self.backend, self.failed)
+                    self.converted = True
+                except Exception as exc:  # any exporter/compiler failure: this shape still runs in PyTorch
+                    why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                    self.failures[shape] = why
+                    log.warning("%s did not convert to %s for input %s (%s); running it in PyTorch.",
+                                type(self.net).__name__, self.backend, "x".join(map(str, shape)), why)
             return self._runners.get((shape, streams))
 
     def __call__(self, x: torch.Tensor, streams: int = 1) -> torch.Tensor:
