@@ -196,8 +196,11 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
         torch.set_num_threads(threads)
     wrapped = on_backend(net, "openvino")
     assert wrapped.failed is None
-    runners = list(wrapped._runners.values())
-    assert [r.compiled.get_property("NUM_STREAMS") for r in runners] == [2]
+    # what DeepSeg asks for (the streams OpenVINO grants depend on the machine's cores): one network compiled
+    # in throughput mode for two calls at once
+    assert [streams for _, streams in wrapped._runners] == [2]
+    hint = next(iter(wrapped._runners.values())).compiled.get_property("PERFORMANCE_HINT")
+    assert str(hint).endswith("THROUGHPUT")
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
@@ -256,11 +259,15 @@ def test_card_models_convert_and_agree_with_torch(fmt, caplog):
     assert clear.mean() > 0.9 and np.array_equal(ov.labels.array[clear], pt.labels.array[clear])
 
 
-def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normalisation():
+def test_instance_norms_are_exported_written_out_with_float32_accurate_statistics():
     """Export replaces nnU-Net's instance norms (held twice in each block) by the written-out formula: same
-    outputs, no batch-norm op left in the exported graph, the caller's network untouched; OpenVINO fuses
-    each into one MVN layer (InstanceNorm3d itself exports as a reshaped batch norm that OpenVINO runs as
-    separate reductions and element-wise passes)."""
+    outputs, no batch-norm op left in the exported graph, the caller's network untouched. On a large
+    activation OpenVINO's result is as close to float64 as PyTorch's float32: a norm reduced along one float32
+    chain (OpenVINO's MVN, or the batch norm InstanceNorm3d exports as) loses the small squares of the variance
+    once the running sum dwarfs them (here 1e-5 to 9e-5 relative error with one thread, ~1e-3 and 0.3 % of
+    argmax flipped on a TotalSegmentator-sized patch; PyTorch 5e-7)."""
+    import copy
+
     net = small_unet(5)
     x = torch.randn(1, 1, 16, 32, 32)
     ready = backends.export_ready(net)
@@ -269,11 +276,19 @@ def test_instance_norms_are_exported_written_out_and_run_as_one_openvino_normali
     ops = {str(n.target) for n in backends.exported_program(net, tuple(x.shape)).graph.nodes
            if n.op == "call_function"}
     assert not any("batch_norm" in op for op in ops), sorted(ops)
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
-    assert len(norms) == 5  # the caller's network still has its own modules
-    run = on_backend(net, "openvino").compile(tuple(x.shape))
-    layers = [op.get_rt_info()["layerType"].astype(str) for op in run.compiled.get_runtime_model().get_ops()]
-    assert layers.count("MVN") == len(norms), sorted(set(layers))
+    assert len([m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm3d)]) == 5  # the caller's own
+
+    x = torch.randn(1, 1, 48, 96, 96) * 0.5 + 0.3  # 442k voxels per channel in the first stage
+    with torch.inference_mode():
+        exact = copy.deepcopy(net).double()(x.double())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one stream's single thread: the longest chains (throughput mode's case)
+    try:
+        got = on_backend(net, "openvino")(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert on_backend(net, "openvino").failed is None
+    assert float((got.double() - exact).norm() / exact.norm()) < 2e-6  # measured 6.9e-7; old export 8.9e-5
 
 
 def test_export_leaves_each_module_of_the_callers_network_in_its_own_mode():
