@@ -119,15 +119,18 @@ def test_cache_key_follows_weights_module_and_shape():
 
 
 class DataDependent(torch.nn.Module):
-    """Branches on the data: ``torch.export`` refuses such a network."""
+    """Branches on the data for inputs wider than ``from_width`` voxels: ``torch.export`` refuses those shapes."""
 
-    def __init__(self) -> None:
+    def __init__(self, from_width: int = 0) -> None:
         super().__init__()
         self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+        self.from_width = from_width
 
     def forward(self, x):
         y = self.conv(x)
-        return y if float(y.mean()) > 0 else -y
+        if x.shape[-1] > self.from_width:
+            return y if float(y.mean()) > 0 else -y
+        return y
 
 
 @pytest.mark.parametrize("backend", CONVERTING)
@@ -143,27 +146,13 @@ def test_a_network_that_does_not_convert_runs_in_torch_with_a_notice(backend, ca
         assert torch.equal(y, net(x))
 
 
-class BranchesWhenLarge(torch.nn.Module):
-    """Branches on the data only for inputs wider than 8 voxels: ``torch.export`` refuses those shapes alone."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
-
-    def forward(self, x):
-        y = self.conv(x)
-        if x.shape[-1] > 8:
-            return y if float(y.abs().sum()) >= 0 else -y
-        return y
-
-
 @pytest.mark.parametrize("backend", CONVERTING)
 def test_a_shape_that_does_not_convert_leaves_the_other_shapes_converted(backend, caplog):
     """A network that fails to convert for one input shape runs only that shape in PyTorch (the notice names
     it); a shape met afterwards still converts, and the run reports both engines."""
     from deepseg.inference.backends import using
 
-    net = BranchesWhenLarge().eval()
+    net = DataDependent(from_width=8).eval()
     large, small = torch.randn(1, 1, 8, 8, 12), torch.randn(1, 1, 8, 8, 8)
     with using(backend) as use, caplog.at_level(logging.WARNING, logger="deepseg.inference.backends"):
         wrapped = on_backend(net, backend)
@@ -172,7 +161,7 @@ def test_a_shape_that_does_not_convert_leaves_the_other_shapes_converted(backend
     notices = [r.getMessage() for r in caplog.records if r.name.startswith("deepseg")]
     assert len(notices) == 1 and "for input 1x1x8x8x12" in notices[0]
     assert list(wrapped.failures) == [(1, 1, 8, 8, 12)] and "1x1x8x8x12" in wrapped.failed
-    assert use.ran == f"{backend}+torch" and list(use.fallbacks) == ["BranchesWhenLarge"]
+    assert use.ran == f"{backend}+torch" and list(use.fallbacks) == ["DataDependent"]
     with torch.inference_mode():
         assert torch.equal(got_large, net(large))
         torch.testing.assert_close(got_small, net(small), rtol=0, atol=1e-5)
