@@ -248,6 +248,21 @@ def test_card_models_convert_and_agree_with_torch(fmt, caplog):
     assert clear.mean() > 0.9 and np.array_equal(ov.labels.array[clear], pt.labels.array[clear])
 
 
+def test_the_least_recently_used_compiled_shape_is_dropped_first():
+    """A network that keeps coming back to one input shape (the patch of a sliding window) while other shapes
+    pass by (whole volumes, edge slabs) keeps that shape compiled; the one unused longest goes first.
+    (The old code dropped the oldest compiled, even when it was the one in use.)"""
+    net = small_unet()  # held here: a wrapped network is held weakly
+    wrapped = on_backend(net, "openvino")
+    shapes = [(1, 1, 16, 16 + 8 * n, 16 + 8 * n) for n in range(backends.MAX_COMPILED_SHAPES + 1)]
+    for shape in shapes[:-1]:
+        wrapped(torch.randn(shape))
+    wrapped(torch.randn(shapes[0]))  # in use again
+    wrapped(torch.randn(shapes[-1]))
+    kept = [shape for shape, _ in wrapped._runners]
+    assert shapes[0] in kept and shapes[-1] in kept and shapes[1] not in kept, kept
+
+
 def test_instance_norms_are_exported_written_out_with_float32_accurate_statistics():
     """Export replaces nnU-Net's instance norms (held twice in each block) by the written-out formula: same
     outputs, no batch-norm op left in the exported graph, the caller's network untouched. On a large

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..io.atomic import write_atomically
 from .backend_names import BACKENDS
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ EXPORT_VERSION = "3"  # bump when the export recipe changes, so old cached files
 
 Runner = Callable[[np.ndarray], np.ndarray]
 # compiled networks kept per network in memory (each holds its activations' buffers: GBs for a CT-sized
-# input); older shapes are dropped first and come back from the on-disk cache when needed again
+# input); the least recently used shape is dropped first and comes back from the on-disk cache when needed
 MAX_COMPILED_SHAPES = 2
 
 
@@ -196,7 +197,9 @@ class BackendNetwork:
         if self.dynamic:
             shape = (*shape[:2], *[-1] * (len(shape) - 2))
         with self._lock:
-            if shape not in self.failures and (shape, streams) not in self._runners:
+            if (shape, streams) in self._runners:  # most recently used last: the least recent is dropped first
+                self._runners[shape, streams] = self._runners.pop((shape, streams))
+            elif shape not in self.failures:
                 # whole-volume inputs (the liver network) would otherwise keep one per scan of a cohort
                 while len(self._runners) >= MAX_COMPILED_SHAPES:
                     self._runners.pop(next(iter(self._runners)))
@@ -286,46 +289,33 @@ class _ExplicitInstanceNorm(nn.Module):
 
 
 def export_ready(net: nn.Module) -> nn.Module:
-    """``net`` for export: a copy whose instance norms (those using instance statistics) are written out."""
-    out = copy.deepcopy(net)
+    """A CPU copy of ``net`` in eval mode for export, its instance norms (those using instance statistics)
+    written out: the caller's network keeps its device and every module its own train/eval mode."""
+    out = copy.deepcopy(net).cpu().eval()
     # every name a norm is registered under (nnU-Net's blocks hold each one twice: .norm and .all_modules.1)
     swap = [name for name, m in out.named_modules(remove_duplicate=False)
             if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats]
     for name in swap:
         parent, _, leaf = name.rpartition(".")
         setattr(out.get_submodule(parent), leaf, _ExplicitInstanceNorm(out.get_submodule(name)))
-    return out if swap else net
+    return out
 
 
 def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProgram":
     """``torch.export`` of ``net`` in eval mode for the input ``shape`` (-1: any size along that axis),
     traced with fake tensors: no forward pass is computed, so exporting a CT-sized patch costs seconds."""
     net = export_ready(net)
-    modes = [(m, m.training) for m in net.modules()]  # each module's own mode, e.g. a frozen batch norm
     torch_log = logging.getLogger("torch")
     level = torch_log.level
-    net.eval()
     torch_log.setLevel(logging.ERROR)  # the exporter's own warnings would bury the one-line fallback notice
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             example = torch.zeros([32 if s < 0 else s for s in shape])
             dynamic = {i: torch.export.Dim.DYNAMIC for i, s in enumerate(shape) if s < 0} or None
-            return torch.export.export(net.cpu(), (example,), dynamic_shapes=(dynamic,) if dynamic else None)
+            return torch.export.export(net, (example,), dynamic_shapes=(dynamic,) if dynamic else None)
     finally:
         torch_log.setLevel(level)
-        for module, training in modes:
-            module.training = training
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _threads() -> int:
@@ -363,7 +353,7 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
             ov.save_model(model, str(tmp), compress_to_fp16=False)  # keep float32 weights
             os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
 
-        _write_atomically(xml, save)
+        write_atomically(xml, save)
     core = _openvino_core(str(stem.parent / "blobs"))
     # latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among
     # them, not pinned to cores (a stream pinned to a core that another program is using cannot move)
@@ -399,7 +389,7 @@ def _onnxruntime_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
                 onnx_program = torch.onnx.export(program, dynamo=True, verbose=False, optimize=True)
             onnx_program.save(str(tmp))
 
-        _write_atomically(path, save)
+        write_atomically(path, save)
     options = ort.SessionOptions()
     options.intra_op_num_threads = _threads()
     options.inter_op_num_threads = 1
