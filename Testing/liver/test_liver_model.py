@@ -142,7 +142,6 @@ def test_shipped_liver_model_on_a_real_ct(liver_folder, example_ct):
 def test_shipped_liver_model_on_openvino_agrees_with_torch(liver_folder, example_ct, tmp_path, monkeypatch):
     """The converted liver network (valid convolutions, cropped skips, sigmoid head) converts to OpenVINO
     (provenance says OpenVINO ran, not the PyTorch fallback) and labels the real CT as PyTorch does."""
-    pytest.importorskip("openvino")
     from deepseg.inference.pipeline import segment
     from deepseg.models.loaders import load_model
 

@@ -400,7 +400,6 @@ def test_model18cls_on_the_cpu_backends_agrees_with_torch(brainchop, norm_crop, 
     """The real model18cls converts to OpenVINO / ONNX Runtime (dynamic-shape network for the halo slabs;
     provenance says which backend ran) and labels the 96^3 deep-grey-matter block as PyTorch does: per-structure
     Dice >= 0.99 over the structures PyTorch finds there (at least 8 of the 17)."""
-    pytest.importorskip(backend)
     from deepseg.inference.pipeline import segment
     from deepseg.models.loaders import load_model
 

@@ -102,7 +102,6 @@ def test_3d_fullres_two_folds_agree_with_nnunet_predictor(results, case, mirror,
 def test_cpu_backends_agree_with_torch_and_nnunet_predictor(results, case, mirrored, backend, tmp_path, monkeypatch):
     """The fixture's networks convert (provenance names the backend, not the PyTorch fallback) and label the case
     as our PyTorch path and nnUNetPredictor do (folds 0+1, mirroring): per-class Dice >= 0.99."""
-    pytest.importorskip(backend)
     from deepseg.inference.pipeline import segment
 
     monkeypatch.setenv("DEEPSEG_HOME", str(tmp_path / "store"))  # conversions go to a fresh store
