@@ -158,7 +158,7 @@ class LiverModel(SegmentationModel):
                                           progress=progress, forward=_sigmoid_two_class)
 
         probabilities = run(prepared.image)
-        above = prepared.context.get("context_above", 0)
+        above = prepared.context["context_above"]
         if above and _reaches_top(probabilities[1].cpu().numpy(), FOV_TOP_MM / self.liver_spacing[2]):
             # the top of the scan cuts the liver: run again with the box's top mirrored above it, as the
             # network was trained with context above the liver (see the module docstring)
@@ -190,7 +190,7 @@ class LiverModel(SegmentationModel):
         kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body), body, 0)
         liver = self.to_input_grid(kept[None], prepared)[0]
         if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
-                                                              prepared.context.get("site")):
+                                                              prepared.context["site"]):
             log.warning("The predicted liver has neither lungs nor the top of the field of view above it (%.0f mL): "
                         "it is not a liver, and the liver model returns none.",
                         (liver > 0.5).sum() * prepared.reference.voxel_volume_mm3 / 1000.0)
