@@ -241,6 +241,86 @@ def test_restore_on_a_conformed_input_pastes_the_crop(tmp_path, oblique_volume):
     np.testing.assert_array_equal(probs, expected)
 
 
+def _tiny_model(folder, classes, keep_largest=False):
+    """A synthetic MeshNet with ``classes`` outputs whose labels are not 1..K-1 (values 3, 7, 11, ...)."""
+    from deepseg.models.card import LabelInfo, ModelCard
+    from deepseg.models.meshnet import MeshNetModel
+
+    write_tfjs(folder, dilations=(1, 2), classes=classes)
+    card = ModelCard(id="tiny", title="tiny", format="brainchop-meshnet",
+                     labels=[LabelInfo(3 + 4 * n, f"s{n}") for n in range(classes - 1)],
+                     preprocessing={"max_voxels": 50_000, "keep_largest": keep_largest})
+    return MeshNetModel(card, MeshNet.from_tfjs(read_tfjs_model(folder)))
+
+
+def _conformed_with_block(oblique_volume, rng):
+    """A volume on the conformed 256^3 grid itself, empty but for a block (so the crop is small)."""
+    from deepseg.models.conform import conformed_grid
+
+    array = np.zeros((256, 256, 256), np.float32)  # [k, j, i]
+    array[100:117, 60:90, 140:151] = rng.uniform(50, 100, (17, 30, 11))
+    return conformed_grid(oblique_volume).with_array(array)
+
+
+def _tied_logits(shape, classes, rng):
+    """Logits with exact ties (small integers) and near-ties that softmax rounds to ties: where channel 1
+    is 1e-8 above channel 0 (the others below both), float32 ``exp`` cannot tell them apart, so labelling
+    the logits instead of the probabilities would pick channel 1 there, the probability path channel 0."""
+    logits = rng.integers(0, 3, (classes, *shape)).astype(np.float32)
+    near = rng.random(shape) < 0.3
+    logits[:, near] = -1.0
+    logits[0][near], logits[1][near] = 0.0, 1e-8
+    soft = torch.softmax(torch.from_numpy(logits), 0).numpy()
+    assert (logits[1][near] > logits[0][near]).all() and (soft[1][near] == soft[0][near]).all()
+    return torch.from_numpy(logits)
+
+
+@pytest.mark.parametrize("keep_largest", [False, True])
+def test_labels_only_restore_equals_labelling_the_probabilities(tmp_path, oblique_volume, keep_largest):
+    """``restore_labels`` (no input-grid probability map) gives the probability path's refined labels
+    voxel for voxel, ties included: on a conformed input (the crop's labels pasted) and on an oblique
+    anisotropic one (a running argmax over the resampled channels), for the network's own logits and
+    for logits full of exact and rounding ties."""
+    rng = np.random.default_rng(3)
+    model = _tiny_model(tmp_path, classes=4, keep_largest=keep_largest)
+    for volume in (_conformed_with_block(oblique_volume, rng), oblique_volume):
+        prepared = model.prepare([volume])
+        shape = prepared.image.shape[1:]
+        for logits in (model.predict_logits(prepared, device="cpu"), _tied_logits(shape, 4, rng)):
+            probs = model.restore(logits, prepared)
+            expected = model.refine(model.labels_from_probabilities(probs), probs, volume)
+            got = model.restore_labels(logits, prepared)
+            assert got.dtype == np.uint16 and got.shape == volume.shape
+            np.testing.assert_array_equal(got, expected)
+            assert len(np.unique(got)) >= 2
+
+
+def test_a_labels_only_segment_never_builds_the_probability_map(tmp_path, oblique_volume):
+    """``segment`` without ``return_probabilities`` labels a MeshNet without the (K, 256^3) float32
+    probability map: the largest numpy allocation (tracemalloc, which sees every numpy array) stays far
+    below the map's size, while the run that returns the probabilities allocates it; labels identical."""
+    import tracemalloc
+
+    from deepseg.inference.pipeline import segment
+
+    model = _tiny_model(tmp_path, classes=18)
+    volume = _conformed_with_block(oblique_volume, np.random.default_rng(4))
+    map_bytes = 18 * volume.array.size * 4  # 1.2 GB
+    peaks, results = {}, {}
+    for wanted in (True, False):
+        tracemalloc.start()
+        try:
+            results[wanted] = segment(model, [volume], device="cpu", backend="torch", return_probabilities=wanted)
+            peaks[wanted] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert results[True].probabilities.shape == (18, *volume.shape)
+    assert peaks[True] >= map_bytes  # the measure sees the map when it is built
+    assert results[False].probabilities is None and results[False].run.probabilities is None
+    assert peaks[False] < map_bytes / 4, (peaks, map_bytes)
+    np.testing.assert_array_equal(results[False].labels.array, results[True].labels.array)
+
+
 def test_keep_largest_refinement(tmp_path, oblique_volume):
     from deepseg.models.card import LabelInfo, ModelCard
     from deepseg.models.meshnet import MeshNetModel
@@ -337,6 +417,29 @@ def norm_vertex(norm_mgz):
 # 0.576; mindgrab 0.856) minus a margin for platform/library differences.
 MODEL18_CROP_FLOOR = 0.40
 MINDGRAB_CROP_FLOOR = 0.75
+
+
+def test_real_model18cls_labels_only_equals_the_probability_path(brainchop, norm_mgz, norm_crop):
+    """The real model18cls on real norm.mgz data: ``restore_labels`` equals labelling ``restore``'s 18-class
+    probability map voxel for voxel, on the 96^3 deep-grey-matter block (not conformed: a running argmax
+    over the resampled channels) and on norm.mgz's own conformed grid with the brain kept in a 64^3 block
+    around the same centre (so the crop stays small; the crop's labels are pasted)."""
+    from deepseg.models.loaders import load_model
+
+    model = load_model(brainchop / "model18cls")
+    t1, aseg = norm_mgz
+    centre = np.argwhere(np.isin(aseg.array, [10, 49, 16, 17, 53])).mean(axis=0).astype(int)
+    box = tuple(slice(c - 32, c + 32) for c in centre)
+    masked = np.zeros_like(t1.array)
+    masked[box] = t1.array[box]
+    for volume, structures in ((norm_crop[0], 8), (t1.with_array(masked), 2)):
+        prepared = model.prepare([volume])
+        logits = model.predict_logits(prepared, device="cpu")
+        probs = model.restore(logits, prepared)
+        expected = model.labels_from_probabilities(probs)
+        got = model.restore_labels(logits, prepared)
+        np.testing.assert_array_equal(got, expected)
+        assert len(np.unique(got)) > structures  # background and the structures
 
 
 def test_model18cls_end_to_end_on_norm_crop(brainchop, norm_crop):

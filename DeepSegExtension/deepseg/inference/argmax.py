@@ -11,13 +11,36 @@ import numpy as np
 CHUNK_VOXELS = 1 << 17  # voxels per chunk: the chunk's running maximum and flags stay in the L2 cache
 
 
+def index_dtype(channels: int) -> np.dtype:
+    """The smallest index type for ``channels`` classes: uint8 up to 256, else int64."""
+    return np.dtype(np.uint8 if channels <= 256 else np.int64)
+
+
+class RunningArgmax:
+    """Argmax over channels given one at a time (``add``), so no ``(C, ...)`` stack needs to exist:
+    ``index`` is the position of the largest channel so far, the earlier one on ties (as ``np.argmax``)."""
+
+    def __init__(self, first: np.ndarray, index: np.ndarray) -> None:
+        self.best = np.array(first, dtype=first.dtype, copy=True)
+        self.index = index  # written in place: the caller's output (all zeros: channel 0 leads)
+        self._greater = np.empty(self.best.shape, dtype=bool)
+        self.count = 1
+
+    def add(self, channel: np.ndarray) -> None:
+        """Take the next channel into account."""
+        np.greater(channel, self.best, out=self._greater)
+        self.index[self._greater] = self.count
+        np.maximum(self.best, channel, out=self.best)
+        self.count += 1
+
+
 def argmax_channels(probabilities: np.ndarray) -> np.ndarray:
     """Index of the largest of the ``C`` channels of ``(C, *spatial)`` per voxel (the first one on ties, as
     ``np.argmax``); uint8 for up to 256 channels, else int64. Works on strided views (no copy)."""
     p = np.asarray(probabilities)
     if p.ndim < 2:
         raise ValueError(f"expected (channels, *spatial) probabilities, got shape {p.shape}")
-    out = np.zeros(p.shape[1:], dtype=np.uint8 if p.shape[0] <= 256 else np.int64)
+    out = np.zeros(p.shape[1:], dtype=index_dtype(p.shape[0]))
     if out.size == 0:
         return out
     # chunks along the spatial axis that is outermost in memory, so a chunk is a compact block of it
@@ -25,11 +48,7 @@ def argmax_channels(probabilities: np.ndarray) -> np.ndarray:
     step = max(1, CHUNK_VOXELS * p.shape[1 + axis] // out.size)
     for s in range(0, p.shape[1 + axis], step):
         rows = (slice(None),) * axis + (slice(s, s + step),)
-        best = p[(0, *rows)].copy()
-        index = out[rows]
-        greater = np.empty(best.shape, dtype=bool)
+        running = RunningArgmax(p[(0, *rows)], out[rows])
         for c in range(1, p.shape[0]):
-            np.greater(p[(c, *rows)], best, out=greater)
-            index[greater] = c
-            np.maximum(best, p[(c, *rows)], out=best)
+            running.add(p[(c, *rows)])
     return out

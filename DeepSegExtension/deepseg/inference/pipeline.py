@@ -106,7 +106,7 @@ def segment(
         model, model_ref, folds = load(model, opts)
         channels, notes = load_channels([i if isinstance(i, Volume) else str(i) for i in inputs], model.card,
                                         opts.assume_spacing)
-        prediction = run_model(model, channels, opts, folds, progress)
+        prediction = run_model(model, channels, opts, folds, progress, probabilities=return_probabilities)
         labels, selected = postprocess(model, prediction.labels, channels[0], opts)
         label_volume = channels[0].with_array(labels, name=f"{channels[0].name}_segmentation")
         provenance = describe_run(model, model_ref, inputs, channels, opts, prediction, selected, notes, started)
@@ -123,10 +123,11 @@ def segment(
 
 @dataclass
 class Prediction:
-    """What the model run gives: class probabilities and labels on the input grid (refined by the
-    model), every stage's network-space input (``run``), and the uncertainty maps when asked for."""
+    """What the model run gives: class probabilities (None when not asked for and the model labels
+    without them) and labels on the input grid (refined by the model), every stage's network-space input
+    (``run``), and the uncertainty maps when asked for."""
 
-    probabilities: np.ndarray
+    probabilities: Optional[np.ndarray]
     labels: np.ndarray
     device: str
     run: ModelRun
@@ -152,9 +153,12 @@ def load(model: "str | Path | SegmentationModel", opts: SegmentOptions):
 
 
 def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: SegmentOptions,
-              folds: Optional[Sequence] = None, progress: Optional[Progress] = None) -> Prediction:
+              folds: Optional[Sequence] = None, progress: Optional[Progress] = None,
+              probabilities: bool = True) -> Prediction:
     """Preprocess, sliding-window inference (folds x mirrorings), restore to the input grid, labels.
-    With ``opts.uncertainty`` the ensemble runs member by member to also measure its disagreement."""
+    With ``opts.uncertainty`` the ensemble runs member by member to also measure its disagreement.
+    ``probabilities=False``: the caller needs only the labels, so models that can skip the input-grid
+    probability map do (``SegmentationModel.restore_labels``)."""
     from .backends import resolve_backend, using
     from .device import resolve_device
 
@@ -171,7 +175,7 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
             return Prediction(unc.probabilities, unc.labels.array, str(dev), unc.run, unc, use.ran,
                               use.fallbacks)
         run = run_stages(model, channels, device=dev, tta=opts.tta, overlap=opts.overlap, folds=folds,
-                         progress=progress)
+                         progress=progress, probabilities=probabilities)
     return Prediction(run.probabilities, run.labels, str(dev), run, backend=use.ran, fallbacks=use.fallbacks)
 
 

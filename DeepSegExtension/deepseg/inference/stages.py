@@ -19,17 +19,21 @@ from ..volume import Volume
 @dataclass
 class ModelRun:
     """One run: ``prepared`` per stage (``model.stages`` order), the combined class probabilities
-    ``(K, k, j, i)`` on the input grid and the model's (refined) label map."""
+    ``(K, k, j, i)`` on the input grid (None when the run asked for labels only and the model gave them
+    without, ``SegmentationModel.restore_labels``) and the model's (refined) label map."""
 
     prepared: list[Prepared]
-    probabilities: np.ndarray
+    probabilities: Optional[np.ndarray]
     labels: np.ndarray
 
 
 def run_stages(model: SegmentationModel, channels: Sequence[Volume], *, device="auto", tta: bool = False,
                overlap: Optional[float] = None, folds: Optional[Sequence[Fold]] = None,
-               progress: Optional[Progress] = None, prepared: Optional[Prepared] = None) -> ModelRun:
-    """Prepare (unless ``prepared`` is given), run the first stage's networks, then the later stages."""
+               progress: Optional[Progress] = None, prepared: Optional[Prepared] = None,
+               probabilities: bool = True) -> ModelRun:
+    """Prepare (unless ``prepared`` is given), run the first stage's networks, then the later stages.
+    ``probabilities=False``: only the labels are wanted, so a model that can label its network output
+    directly skips the input-grid probability map (``ModelRun.probabilities`` is then None)."""
     progress = progress or Progress()
     if prepared is None:
         progress.stage("preprocess")
@@ -37,6 +41,10 @@ def run_stages(model: SegmentationModel, channels: Sequence[Volume], *, device="
     progress.stage("infer")
     output = model.predict_logits(prepared, device=device, tta=tta, overlap=overlap, progress=progress, folds=folds)
     progress.stage("postprocess")
+    if not probabilities:
+        labels = model.restore_labels(output, prepared)
+        if labels is not None:
+            return ModelRun([prepared], None, labels)
     return finish_stages(model, channels, prepared, model.restore(output, prepared), device=device, progress=progress)
 
 

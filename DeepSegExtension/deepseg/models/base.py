@@ -184,11 +184,23 @@ class SegmentationModel(Stage):
 
     def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """Argmax over classes, mapping channel index c>0 to ``card.labels[c-1].value``."""
-        index = argmax_channels(probabilities)
+        return self.labels_from_index(argmax_channels(probabilities))
+
+    def labels_from_index(self, index: np.ndarray) -> np.ndarray:
+        """Class channel indices -> label values (uint16): channel c>0 is ``card.labels[c-1].value``."""
         lut = np.zeros(len(self.card.labels) + 1, dtype=np.uint16)
         lut[1:] = [lab.value for lab in self.card.labels]
         return lut[index]
 
-    def refine(self, labels: np.ndarray, probabilities: np.ndarray, reference: Volume) -> np.ndarray:
-        """Model-specific clean-up of the label map (default: none)."""
+    def refine(self, labels: np.ndarray, probabilities: Optional[np.ndarray], reference: Volume) -> np.ndarray:
+        """Model-specific clean-up of the label map (default: none).  ``probabilities`` is None on a
+        labels-only run (``restore_labels``), which only models whose refinement ignores it take."""
         return labels
+
+    def restore_labels(self, output, prepared: Prepared) -> Optional[np.ndarray]:
+        """The model's refined label map on the input grid straight from its first stage's network ``output``,
+        without building the input-grid probability map (``(K, k, j, i)`` float32: 1.2 GB for 18 classes on
+        256^3), or None when the model cannot (cascades, refinements that read the probabilities): then the
+        pipeline restores the probabilities and labels them.  When given, it equals that path's labels
+        voxel for voxel.  Used when a run asks for labels only (``run_stages(probabilities=False)``)."""
+        return None

@@ -11,7 +11,9 @@ Pipeline, as brainchop runs these networks (settings checked against FreeSurfer 
    (``inference/halo_tiles.py``), which reproduces the whole-crop pass exactly with bounded
    memory; networks with instance normalisation (mindgrab) need the whole crop in one pass;
 3. ``restore``: softmax, paste into the conformed volume (background outside the crop) and
-   resample the probabilities linearly onto the input grid (a copy when the input is conformed).
+   resample the probabilities linearly onto the input grid (a copy when the input is conformed);
+   ``restore_labels`` gives the same labels without that probability map (argmax over the crop, or
+   a running argmax over the resampled channels) when only the labels are asked for.
 
 Per-model settings live in ``card.preprocessing`` (``deepseg-card.json`` can override them).
 """
@@ -20,12 +22,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError, ModelError
+from ..inference.argmax import RunningArgmax, argmax_channels, index_dtype
 from ..inference.preprocess import normalize
 from ..progress import Progress
 from ..resources import resource_path
@@ -189,7 +192,7 @@ class MeshNetModel(SegmentationModel):
         return predict_halo_tiles(network, prepared.image, halo or 0, max_voxels=max_voxels,
                                   device=dev, progress=progress)
 
-    def refine(self, labels: np.ndarray, probabilities: np.ndarray, reference: Volume) -> np.ndarray:
+    def refine(self, labels: np.ndarray, probabilities: Optional[np.ndarray], reference: Volume) -> np.ndarray:
         """brainchop's connected-component clean-up where the model uses it (mindgrab's brain mask)."""
         if not self.settings.get("keep_largest"):
             return labels
@@ -203,40 +206,78 @@ class MeshNetModel(SegmentationModel):
         input grid (a paste, no interpolation, when the input is conformed)."""
         maps = torch.as_tensor(maps, dtype=torch.float32).numpy()
         fills = fill_values(fill, maps.shape[0])
-        grid: Volume = prepared.context["grid"]
-        axes = self._axes()
-        box_kji = [slice(0, 0)] * 3
-        for n, s in enumerate(prepared.context["box"]):
-            box_kji[axes[n]] = s
         reference = prepared.reference
         # zeros from the allocator cost nothing until written (a 256^3 map of 18 classes is 1.2 GB): only
         # channels filled with another value, and the crop, are written
         out = np.zeros((maps.shape[0], *reference.shape), dtype=np.float32)
-        if reference.same_grid(grid):  # conformed input: paste, no interpolation
+        if reference.same_grid(prepared.context["grid"]):  # conformed input: paste, no interpolation
             target = torch.from_numpy(out)
             for c, value in enumerate(fills):
                 if value != 0.0:
                     target[c].fill_(value)
             # one multi-threaded transposing copy (numpy's per-channel strided copy took 3x longer)
-            target[(slice(None), *box_kji)].copy_(torch.from_numpy(maps).permute(0, *[1 + int(a) for a in
-                                                                                      np.argsort(axes)]))
+            target[(slice(None), *self._box_kji(prepared))].copy_(
+                torch.from_numpy(maps).permute(0, *[1 + int(a) for a in np.argsort(self._axes())]))
             return out
-        # resample only the crop box, grown by one fill voxel so interpolation across its
-        # border matches the full conformed volume (outside it everything is ``fill`` anyway)
+        for c, channel in enumerate(self._resampled(maps, prepared, fills)):
+            out[c] = channel
+        return out
+
+    def _box_kji(self, prepared: Prepared) -> tuple[slice, slice, slice]:
+        """The crop box in the conformed array's (k, j, i) order."""
+        box_kji = [slice(0, 0)] * 3
+        for n, s in enumerate(prepared.context["box"]):
+            box_kji[self._axes()[n]] = s
+        return tuple(box_kji)  # type: ignore[return-value]
+
+    def _resampled(self, maps: np.ndarray, prepared: Prepared, fills: Sequence[float]) -> Iterator[np.ndarray]:
+        """Each channel of the network-space ``maps`` resampled linearly onto the input grid, one at a time.
+        Only the crop box is resampled, grown by one fill voxel so interpolation across its border matches
+        the full conformed volume (outside it everything is the channel's fill anyway)."""
+        grid: Volume = prepared.context["grid"]
+        box_kji = self._box_kji(prepared)
         start = [s.start - 1 for s in box_kji]
         sub_grid = Volume(np.zeros([s.stop - s.start + 2 for s in box_kji], dtype=np.float32), grid.spacing,
                           tuple((grid.ijk_to_lps() @ np.array([*start[::-1], 1.0]))[:3]), grid.direction)
         sub = sub_grid.array
         for c, value in enumerate(fills):
             sub.fill(value)
-            sub[1:-1, 1:-1, 1:-1] = maps[c].transpose(np.argsort(axes))
-            out[c] = resample_to(sub, sub_grid, reference, linear=True, default=value)
-        return out
+            sub[1:-1, 1:-1, 1:-1] = maps[c].transpose(np.argsort(self._axes()))
+            yield resample_to(sub, sub_grid, prepared.reference, linear=True, default=value)
+
+    @staticmethod
+    def _softmax(logits) -> torch.Tensor:
+        return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0)
+
+    @staticmethod
+    def _background(classes: int) -> list[float]:
+        """The probabilities outside the crop: background certain."""
+        return [1.0] + [0.0] * (classes - 1)
 
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
         """Softmax in network space, then onto the input grid (background outside the crop)."""
-        probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0)
-        return self.to_input_grid(probs, prepared, fill=[1.0] + [0.0] * (probs.shape[0] - 1))
+        probs = self._softmax(logits)
+        return self.to_input_grid(probs, prepared, fill=self._background(probs.shape[0]))
+
+    def restore_labels(self, logits, prepared: Prepared) -> np.ndarray:
+        """The refined labels of ``restore``'s probabilities without building them on the input grid:
+        the argmax of the crop's probabilities pasted into background (conformed input), or a running
+        argmax over the channels resampled one at a time (the same values, so the same ties)."""
+        probs = self._softmax(logits).numpy()  # the same call on the same logits as ``restore``: same values
+        fills = self._background(probs.shape[0])
+        reference = prepared.reference
+        if reference.same_grid(prepared.context["grid"]):  # label the crop, paste it into the fill's label
+            labels = np.full(reference.shape, self.labels_from_index(np.argmax(fills)), dtype=np.uint16)
+            labels[self._box_kji(prepared)] = self.labels_from_index(argmax_channels(probs)).transpose(
+                np.argsort(self._axes()))
+        else:
+            channels = self._resampled(probs, prepared, fills)
+            index = np.zeros(reference.shape, dtype=index_dtype(len(fills)))
+            running = RunningArgmax(next(channels), index)
+            for channel in channels:
+                running.add(channel)
+            labels = self.labels_from_index(index)
+        return self.refine(labels, None, reference)
 
 
 def load_meshnet_folder(folder: Path, folds: Optional[Sequence["int | str"]] = None,
