@@ -124,8 +124,13 @@ def test_normalization_methods():
     p = normalize(x, {"method": "percentile", "lower": 2, "upper": 98})
     lo, hi = np.percentile(x, [2, 98])
     np.testing.assert_allclose(p, np.clip((x - lo) / (hi - lo), 0, 1), rtol=1e-5, atol=1e-6)
-    m = normalize(x, {"method": "minmax"})
-    assert m.min() == 0 and m.max() == pytest.approx(1)
+    for given in (x, (x - x.min()).astype(np.uint16)):  # float32 (scaled in a copy, not in place) and integer
+        before = given.copy()
+        m = normalize(given, {"method": "minmax"})
+        np.testing.assert_array_equal(given, before)
+        f = given.astype(np.float32)
+        np.testing.assert_array_equal(m, (f - f.min()) / np.float32(f.max() - f.min()))
+        assert m.dtype == np.float32 and m.min() == 0 and m.max() == pytest.approx(1)
     with pytest.raises(ValueError, match="unknown normalisation"):
         normalize(x, {"method": "gamma"})
 

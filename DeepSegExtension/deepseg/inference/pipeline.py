@@ -182,7 +182,7 @@ def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: Segmen
 def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
                 opts: SegmentOptions) -> tuple[np.ndarray, list[LabelInfo]]:
     """Clean-up (largest component, small components, holes) and the structures kept: uint16 labels."""
-    from .postprocess import postprocess_labels  # scipy.ndimage: imported after the outputs are claimed
+    from .postprocess import postprocess_labels
 
     selected = _select_structures(model, opts.structures)
     labels = postprocess_labels(labels, reference.spacing, keep_largest=opts.keep_largest,
@@ -191,7 +191,7 @@ def postprocess(model: SegmentationModel, labels: np.ndarray, reference: Volume,
         keep = np.zeros(int(max(lab.value for lab in model.card.labels)) + 1, dtype=bool)
         keep[[lab.value for lab in selected]] = True
         labels = np.where(keep[labels], labels, 0)
-    return labels.astype(np.uint16), selected
+    return labels.astype(np.uint16, copy=False), selected  # postprocess_labels returned a copy
 
 
 def describe_run(model: SegmentationModel, model_ref: str, inputs: Sequence, channels: Sequence[Volume],

@@ -1,19 +1,21 @@
 """Label-map clean-up options: keep the largest component, drop small components, fill holes.
 
 Each works per label on the whole label map in one pass over that label's bounding box, with
-scipy.ndimage (26-connectivity in 3D, as contouring tools count islands).
+scipy.ndimage (26-connectivity in 3D, as contouring tools count islands), imported only when a
+clean-up is asked for (its import takes about a second on a loaded machine; most runs ask for none).
 """
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
 import numpy as np
-from scipy import ndimage
 
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
 def _label_boxes(labels: np.ndarray, values: Iterable[int]):
+    from scipy import ndimage
+
     objects = ndimage.find_objects(labels.astype(np.int64, copy=False))
     for v in values:
         if 0 < v <= len(objects) and objects[v - 1] is not None:
@@ -31,6 +33,8 @@ def postprocess_labels(labels: np.ndarray, spacing: tuple[float, float, float], 
     out = labels.copy()
     if not (keep_largest or min_component_ml > 0 or fill_holes):
         return out
+    from scipy import ndimage
+
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_voxels = int(np.ceil(min_component_ml / voxel_ml)) if min_component_ml > 0 else 0
     values = [int(v) for v in np.unique(out) if v != 0]

@@ -59,8 +59,12 @@ def normalize(array: np.ndarray, spec: Optional[dict]) -> np.ndarray:
         lo, hi = np.percentile(x, [spec.get("lower", 2.0), spec.get("upper", 98.0)])
         out = (x - lo) / max(float(hi - lo), _EPS)
         return np.clip(out, 0, 1) if spec.get("clip", True) else out
-    if method == "minmax":
-        return (x - x.min()) / max(float(x.max() - x.min()), _EPS)
+    if method == "minmax":  # one float32 copy scaled in place (fresh memory is slow to touch on a busy VM)
+        out = np.array(x, dtype=np.float32)
+        lo, hi = out.min(), out.max()
+        out -= lo
+        out /= max(float(hi - lo), _EPS)
+        return out
     raise ValueError(f"unknown normalisation method {method!r}; use one of {NORMALIZATION_METHODS}")
 
 
