@@ -143,3 +143,17 @@ def test_atomic_outputs_discard_everything_when_a_later_writer_fails(tmp_path):
             out.add(tmp_path / "first.json", lambda p: p.write_text("{}"))
             out.add(tmp_path / "second.nii.gz", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_structure_volumes_count_every_voxel_in_chunks(oblique_volume, monkeypatch):
+    """``SegmentationResult.volumes`` counts in chunks (ragged last one here) what one bincount counts;
+    a label value the result does not list (9) is ignored."""
+    from deepseg.inference import pipeline
+    from deepseg.inference.pipeline import SegmentationResult
+    from deepseg.models.card import LabelInfo
+
+    monkeypatch.setattr(pipeline, "COUNT_CHUNK", 97)
+    labels = np.random.default_rng(5).choice(np.array([0, 2, 5, 9], np.uint16), oblique_volume.shape)
+    result = SegmentationResult(oblique_volume.with_array(labels), [LabelInfo(2, "two"), LabelInfo(5, "five")])
+    ml = oblique_volume.voxel_volume_mm3 / 1000.0
+    assert [v["volume_ml"] for v in result.volumes()] == [round(float((labels == v).sum() * ml), 3) for v in (2, 5)]

@@ -29,6 +29,7 @@ from .stages import ModelRun, run_stages
 # the file types each output is written as (``write_segmentation``, ``io.write_volume``)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz")
 SEGMENTATION_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")  # a label map as MGZ: not offered
+COUNT_CHUNK = 1 << 20  # voxels per bincount in ``SegmentationResult.volumes``
 
 
 @dataclass
@@ -44,7 +45,10 @@ class SegmentationResult:
     def volumes(self, use_tg263: bool = False) -> list[dict]:
         """``{value, name, volume_ml}`` per output structure (what ``segment`` prints and ``batch`` tabulates)."""
         top = max((lab.value for lab in self.label_info), default=0)
-        counts = np.bincount(self.labels.array.ravel(), minlength=top + 1)
+        counts = np.zeros(top + 1, dtype=np.int64)
+        flat = self.labels.array.ravel()
+        for start in range(0, flat.size, COUNT_CHUNK):  # bincount widens to int64: 134 MB fresh memory for 256^3
+            counts += np.bincount(flat[start:start + COUNT_CHUNK], minlength=top + 1)[:top + 1]
         ml = self.labels.voxel_volume_mm3 / 1000.0
         return [{"value": lab.value, "name": lab.display_name(use_tg263),
                  "volume_ml": round(float(counts[lab.value] * ml), 3)} for lab in self.label_info]
