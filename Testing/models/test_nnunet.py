@@ -184,6 +184,63 @@ def test_loader_registry_and_configuration_choice(results):
         load_nnunet_folder(results, configuration="3d_lowres")
 
 
+def test_networks_hold_the_checkpoints_own_tensors(results):
+    """The loader builds each network without values and puts the checkpoint's tensors in (no random
+    initialisation, no second copy of the weights); the network computes what nnU-Net's own build does."""
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from deepseg.models.nnunet import load_nnunet_folder
+    from deepseg.models.nnunet.network import network_with_weights, read_fold
+
+    folder = trainer_folder(results)
+    model = load_nnunet_folder(folder, folds=[0])
+    net = model.networks["0"]
+    ckpt = read_fold(folder / "fold_0" / "checkpoint_final.pth")
+    assert not any(t.is_meta for t in [*net.parameters(), *net.buffers()]) and not net.training
+    cm = PlansManager(json.loads((folder / "plans.json").read_text())).get_configuration("3d_fullres")
+    theirs = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+                                    len(model.card.inputs), model.num_classes, deep_supervision=False)
+    theirs.load_state_dict(ckpt["network_weights"])
+    theirs.eval()
+    ours = dict(net.state_dict())
+    for name, value in theirs.state_dict().items():
+        assert torch.equal(ours[name], value), name
+    x = torch.randn(1, len(model.card.inputs), *model.window.patch_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(net(x), theirs(x))
+    # the parameters are the loaded checkpoint's tensors, not copies of them
+    loaded = read_fold(folder / "fold_0" / "checkpoint_final.pth")
+    again = network_with_weights(model.config.architecture, len(model.card.inputs), model.num_classes, loaded,
+                                 folder / "fold_0" / "checkpoint_final.pth")
+    held = {t.data_ptr() for t in loaded["network_weights"].values()}
+    assert all(p.data_ptr() in held for p in again.parameters())
+
+
+def test_a_network_with_tensors_no_checkpoint_holds_is_built_with_values(monkeypatch, tmp_path):
+    """A network class with a buffer that state dicts leave out (non-persistent) cannot take the checkpoint's
+    tensors alone: it is built on the CPU, so that buffer has its values, and the weights are copied in."""
+    import torch
+
+    from deepseg.models.nnunet import network
+
+    class WithTable(torch.nn.Module):
+        def __init__(self, input_channels, num_classes, deep_supervision):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(input_channels, num_classes, 1)
+            self.register_buffer("table", torch.arange(3.0), persistent=False)
+
+    monkeypatch.setattr(network, "locate", lambda name, plans_file="": WithTable)
+    weights = WithTable(1, 2, False).state_dict()
+    net = network.network_with_weights({"network_class_name": "WithTable"}, 1, 2, {"network_weights": weights},
+                                       tmp_path / "checkpoint_final.pth")
+    assert torch.equal(net.table, torch.arange(3.0)) and torch.equal(net.conv.weight, weights["conv.weight"])
+    bad = {"network_weights": {"conv.weight": torch.zeros(2, 1, 3, 3, 3), "conv.bias": torch.zeros(2)}}
+    with pytest.raises(ModelError, match="do not fit"):
+        network.network_with_weights({"network_class_name": "WithTable"}, 1, 2, bad, tmp_path / "c.pth")
+
+
 @pytest.mark.parametrize("missing", ["plans.json", "dataset.json"])
 def test_missing_json_names_file_and_fix(results, tmp_path, missing):
     dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"

@@ -22,7 +22,7 @@ from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
 from ..card import CARD_FILE, InputSpec, LabelInfo, ModelCard
 from .folder import fold_checkpoints, read_json, select_training_folder
 from .labels import LabelScheme, read_labels
-from .network import build_network, load_weights, read_fold
+from .network import network_with_weights, read_fold
 from .plans import NnUNetConfig, read_configuration
 from .preprocess import new_shape_for, nonzero_bbox, nonzero_mask, normalize, resample
 
@@ -207,9 +207,8 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
             if config.previous_stage:
                 raise ModelError(f"{train_dir.name} is a cascade stage (needs {config.previous_stage} output).",
                                  "Cascades are not supported; choose the 3d_fullres configuration of the model.")
-        net = build_network(config.architecture, len(inputs), scheme.num_heads, str(train_dir / "plans.json"))
-        load_weights(net, ckpt, path)
-        networks[fold] = net
+        networks[fold] = network_with_weights(config.architecture, len(inputs), scheme.num_heads, ckpt, path,
+                                              str(train_dir / "plans.json"))
     assert config is not None
     if len(config.normalization_schemes) != len(inputs):
         raise ModelError(f"{train_dir / 'plans.json'} normalises {len(config.normalization_schemes)} channel(s) but "

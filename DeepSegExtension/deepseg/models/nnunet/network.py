@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ...errors import ModelError
@@ -52,15 +53,18 @@ def _find_architecture(cls: str, plans_file: str):
                                        "nnU-Net architecture.")
 
 
-def build_network(architecture: dict, in_channels: int, out_channels: int, plans_file: str = "plans.json") -> nn.Module:
-    """The network of a configuration's ``architecture`` block, without deep supervision."""
+def build_network(architecture: dict, in_channels: int, out_channels: int, plans_file: str = "plans.json",
+                  device: "str | torch.device" = "cpu") -> nn.Module:
+    """The network of a configuration's ``architecture`` block, without deep supervision; on ``meta`` it
+    has shapes but no values (``network_with_weights`` then puts the checkpoint's tensors in)."""
     kwargs = dict(architecture.get("arch_kwargs", {}))
     for key in architecture.get("_kw_requires_import", []):
         if kwargs.get(key) is not None:
             kwargs[key] = locate(kwargs[key], plans_file)
     cls = locate(architecture["network_class_name"], plans_file)
     try:
-        return cls(input_channels=in_channels, num_classes=out_channels, deep_supervision=False, **kwargs)
+        with torch.device(device):
+            return cls(input_channels=in_channels, num_classes=out_channels, deep_supervision=False, **kwargs)
     except TypeError as exc:
         raise ModelError(f"{plans_file}: cannot build {cls.__name__} from the plans ({exc}).",
                          "The plans and the installed dynamic_network_architectures do not match; "
@@ -76,14 +80,29 @@ def read_fold(checkpoint_path: Path) -> dict:
     return ckpt
 
 
-def load_weights(network: nn.Module, ckpt: dict, checkpoint_path: Path) -> None:
-    """Put a fold's weights into ``network`` (eval mode); ``ModelError`` if they do not fit the plans."""
+def network_with_weights(architecture: dict, in_channels: int, out_channels: int, ckpt: dict,
+                         checkpoint_path: Path, plans_file: str = "plans.json") -> nn.Module:
+    """The network of ``architecture`` holding a fold's weights, in eval mode; ``ModelError`` if they do not fit.
+
+    Built on ``meta`` (shapes, no values), it takes the checkpoint's tensors themselves (cast to the module's
+    dtype, contiguous): no random initialisation for the weights to overwrite, no second copy of them. A
+    network with tensors a checkpoint does not hold (non-persistent buffers) is built on the CPU instead."""
     weights = {k[len("module."):] if k.startswith("module.") else k: v for k, v in ckpt["network_weights"].items()}
+    network = build_network(architecture, in_channels, out_channels, plans_file, device="meta")
+    expected = network.state_dict()
+    assigned = {k: v.to(expected[k].dtype).contiguous() if k in expected else v for k, v in weights.items()}
+    _load(network, assigned, checkpoint_path, assign=True)
+    if any(t.is_meta for t in [*network.parameters(), *network.buffers()]):
+        network = build_network(architecture, in_channels, out_channels, plans_file)
+        _load(network, weights, checkpoint_path, assign=False)
+    return network.eval()
+
+
+def _load(network: nn.Module, weights: dict, checkpoint_path: Path, assign: bool) -> None:
     try:
-        network.load_state_dict(weights)
+        network.load_state_dict(weights, assign=assign)
     except RuntimeError as exc:
         raise ModelError(f"The weights in {checkpoint_path} do not fit the network its plans.json describes "
                          f"({str(exc).splitlines()[0]}).",
                          "Use the plans.json and dataset.json that were trained with these weights (a custom "
                          "trainer that changes the architecture is not supported).") from exc
-    network.eval()
