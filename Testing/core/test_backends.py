@@ -50,6 +50,19 @@ def test_environment_names_what_auto_means(monkeypatch):
     assert resolve_backend("onnxruntime", CPU) == "onnxruntime"  # an explicit choice wins
 
 
+def test_the_background_compilation_is_started_only_for_a_likely_openvino_run(monkeypatch):
+    """``precompile`` guesses ``resolve_backend``'s choice without PyTorch: OpenVINO (or auto) on the CPU."""
+    from deepseg.inference.device import resolve_device
+    from deepseg.inference.precompile import likely_openvino
+
+    assert likely_openvino("auto", "cpu") and likely_openvino("openvino", "cpu") and likely_openvino(None, None) \
+        == (resolve_backend("auto", resolve_device("auto")) == "openvino")
+    assert not likely_openvino("torch", "cpu") and not likely_openvino("onnxruntime", "cpu")
+    assert not likely_openvino("auto", "cuda") and not likely_openvino("auto", "mps")
+    monkeypatch.setenv("DEEPSEG_BACKEND", "torch")
+    assert not likely_openvino("auto", "cpu") and likely_openvino("openvino", "cpu")
+
+
 def test_impossible_choices_name_the_fix():
     with pytest.raises(InputError, match="Unknown inference backend"):
         resolve_backend("tensorrt", CPU)

@@ -241,6 +241,90 @@ def test_a_network_with_tensors_no_checkpoint_holds_is_built_with_values(monkeyp
         network.network_with_weights({"network_class_name": "WithTable"}, 1, 2, bad, tmp_path / "c.pth")
 
 
+def test_cached_openvino_networks_compile_in_the_background_before_torch_is_imported(results, case, tmp_path):
+    """Second run of an nnU-Net model on OpenVINO: the run starts compiling each fold's cached network in a
+    background thread before PyTorch is imported (its identity comes from the files), the sliding window uses
+    those compilations (none is left over, none is compiled again) and the labels are the first run's.
+    A fresh interpreter, as a user's run starts."""
+    import subprocess
+    import sys
+
+    from deepseg.inference.pipeline import segment
+
+    images, _, _ = case
+    train_dir = trainer_folder(results, "3d_fullres")
+    env = {**os.environ, "DEEPSEG_HOME": str(tmp_path / "store"), "OMP_NUM_THREADS": "2"}
+    env.pop("DEEPSEG_BACKEND", None)
+    code = f"""
+import json, sys
+from deepseg.inference import precompile
+from deepseg.inference.pipeline import precompile_cached, segment
+from deepseg.options import SegmentOptions
+opts = dict(device="cpu", backend="openvino", tta=False, folds=[0, 1])
+precompile_cached({str(train_dir)!r}, SegmentOptions.build(None, **opts))
+import threading
+for thread in threading.enumerate():  # each hashes its fold's files, then compiles the cached network
+    if thread.name == "deepseg-precompile":
+        thread.join()
+started, torch_before = len(precompile._PENDING), "torch" in sys.modules
+compiled = []
+original = precompile.compile_openvino
+precompile.compile_openvino = lambda *a: compiled.append(a) or original(*a)
+from deepseg.inference import backends
+backends.compile_openvino = precompile.compile_openvino
+result = segment({str(train_dir)!r}, {[str(i) for i in images]!r}, labelmap={str(tmp_path / "second.nii.gz")!r}, **opts)
+print(json.dumps({{"started": started, "torch_before": torch_before, "left": len(precompile._PENDING),
+                  "compiled_again": len(compiled), "backend": result.provenance["settings"]["backend"]}}))
+"""
+
+    def run_in_a_fresh_process() -> dict:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run_in_a_fresh_process()  # empty cache: nothing to read in the background; exported and compiled as before
+    assert first["started"] == 0 and first["compiled_again"] >= 2 and first["backend"] == "openvino"
+    import SimpleITK as sitk
+
+    first_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "second.nii.gz")))
+    (tmp_path / "second.nii.gz").unlink()
+    (tmp_path / "second.json").unlink()
+    second = run_in_a_fresh_process()
+    # the two folds' full-batch networks came from the background; a last, smaller batch compiles as before
+    assert second == {"started": 2, "torch_before": False, "left": 0, "compiled_again": first["compiled_again"] - 2,
+                      "backend": "openvino"}
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "second.nii.gz"))), first_labels)
+    ours = segment(train_dir, images, device="cpu", backend="torch", tta=False, folds=[0, 1])
+    assert min(dice_per_class(first_labels, ours.labels.array, [1, 2]).values()) >= 0.99
+
+
+def test_network_identity_follows_the_files_bytes(results, tmp_path):
+    """A copy of a results folder names the same networks (its compiled files are reused); other weights do not."""
+    import torch
+
+    from deepseg.models.formats import compiled_inputs
+    from deepseg.models.nnunet.network import read_fold
+
+    src = trainer_folder(results, "3d_fullres")
+    dst = tmp_path / src.name
+    _link_copy(src, dst)
+    def named(folder):
+        return [(identity(), shape) for identity, shape in compiled_inputs(folder)]
+
+    assert named(dst) == named(src) and len(named(src)) == 2
+    ckpt = read_fold(src / "fold_1" / "checkpoint_final.pth")
+    first = next(iter(ckpt["network_weights"]))
+    ckpt["network_weights"][first] = ckpt["network_weights"][first] + 1e-3
+    (dst / "fold_1" / "checkpoint_final.pth").unlink()
+    torch.save(ckpt, dst / "fold_1" / "checkpoint_final.pth")
+    (ours0, shape), (ours1, _) = named(dst)
+    (theirs0, theirs_shape), (theirs1, _) = named(src)
+    assert ours0 == theirs0 and ours1 != theirs1 and shape == theirs_shape
+    model_patch = json.loads((src / "plans.json").read_text())["configurations"]["3d_fullres"]["patch_size"]
+    assert list(shape[2:]) == model_patch and shape[1] == 2
+    assert compiled_inputs(trainer_folder(results, "2d")) == []
+
+
 @pytest.mark.parametrize("missing", ["plans.json", "dataset.json"])
 def test_missing_json_names_file_and_fix(results, tmp_path, missing):
     dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"

@@ -4,8 +4,10 @@
 fast per patch as PyTorch eager for nnU-Net-sized 3D networks on a CPU; ``benchmarks/RESULTS.md``).
 A network is exported once per input shape (``torch.export``, then OpenVINO's converter or PyTorch's
 ONNX exporter) and kept in the model store under ``compiled/<backend>-<version>/``, named
-by the sha256 of the weights, the module's description (layer settings) and the input shape.
-OpenVINO's compiled-blob cache lives next to it, so a second run pays neither export nor compilation.
+by the sha256 of the weights, the module's description (layer settings) and the input shape, or by the
+identity its model format gives it (``identify``: nnU-Net names a network by its files' bytes).
+OpenVINO's compiled-blob cache lives next to it, so a second run pays neither export nor compilation; a
+network with an identity is compiled in the background from the start of the run (``precompile``).
 A sliding window of many patches runs OpenVINO in throughput mode: one stream per CPU thread, each
 computing its own patch single-threaded, with as many patches in flight (``BackendNetwork.streamed``):
 no barrier between the threads after every layer, and the Python work between patches (cutting,
@@ -21,16 +23,13 @@ import contextlib
 import contextvars
 import copy
 import hashlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
 import queue
-import sys
 import threading
 import warnings
 import weakref
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -41,11 +40,11 @@ from torch import nn
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from .backend_names import BACKENDS
+from .precompile import (EXPORT_VERSION, PACKAGES, backend_dir, compile_openvino, identity_key, openvino,
+                         requested_backend, take)
 
 log = logging.getLogger(__name__)
 
-_PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
-EXPORT_VERSION = "3"  # bump when the export recipe changes, so old cached files are not reused
 
 Runner = Callable[[np.ndarray], np.ndarray]
 # compiled networks kept per network in memory (each holds its activations' buffers: GBs for a CT-sized
@@ -97,16 +96,14 @@ def current_backend() -> str:
 
 def installed(backend: str) -> bool:
     """Whether ``backend``'s package can be imported (PyTorch always can)."""
-    return backend == "torch" or importlib.util.find_spec(_PACKAGE[backend]) is not None
+    return backend == "torch" or importlib.util.find_spec(PACKAGES[backend]) is not None
 
 
 def resolve_backend(choice: Optional[str], device: torch.device) -> str:
     """``auto`` -> PyTorch on CUDA/MPS, OpenVINO on the CPU when installed, else PyTorch (the environment
     variable ``DEEPSEG_BACKEND`` can name what ``auto`` means); an explicit choice that cannot run here
     is an ``InputError`` naming the fix."""
-    choice = (choice or "auto").lower()
-    if choice == "auto":
-        choice = os.environ.get("DEEPSEG_BACKEND", "auto").lower() or "auto"
+    choice = requested_backend(choice)
     if choice not in BACKENDS:
         raise InputError(f"Unknown inference backend {choice!r}.", "Use one of: " + ", ".join(BACKENDS) + ".")
     if choice == "auto":
@@ -117,20 +114,18 @@ def resolve_backend(choice: Optional[str], device: torch.device) -> str:
         raise InputError(f"The {choice} backend runs on the CPU, but the device is {device}.",
                          "Use --device cpu with it, or --backend torch (or auto) on a GPU.")
     if not installed(choice):
-        raise InputError(f"The {choice} backend was requested but the package {_PACKAGE[choice]} is not installed.",
-                         f"pip install {_PACKAGE[choice]}, or use --backend torch.")
+        raise InputError(f"The {choice} backend was requested but the package {PACKAGES[choice]} is not installed.",
+                         f"pip install {PACKAGES[choice]}, or use --backend torch.")
     return choice
 
 
-def backend_version(backend: str) -> str:
-    return torch.__version__ if backend == "torch" else importlib.metadata.version(_PACKAGE[backend])
+_IDENTITIES: "weakref.WeakKeyDictionary[nn.Module, Callable[[], str]]" = weakref.WeakKeyDictionary()
 
 
-def cache_root() -> Path:
-    """``compiled/`` in the model store (``$DEEPSEG_HOME`` or the per-user data folder)."""
-    from ..home import default_home
-
-    return default_home() / "compiled"
+def identify(net: nn.Module, identity: Callable[[], str]) -> None:
+    """Name ``net`` by what its model format knows it from (``precompile``): its cached files are then found
+    by that identity, without hashing its weights, and a compilation ``precompile.start``ed for it is used."""
+    _IDENTITIES[net] = identity
 
 
 def weights_sha256(net: nn.Module) -> str:
@@ -153,7 +148,7 @@ class BackendNetwork:
         self._net = weakref.ref(net)  # weak: ``on_backend``'s per-network table must not keep networks alive
         self.backend = backend
         self.dynamic = dynamic
-        self.cache = (cache or cache_root()) / f"{backend}-{backend_version(backend)}"
+        self.cache = backend_dir(backend, cache)
         self._runners: dict[tuple, Runner] = {}
         self._weights: Optional[str] = None
         self._lock = threading.Lock()  # one compilation at a time; PyTorch fallback calls one at a time
@@ -185,6 +180,11 @@ class BackendNetwork:
         return net
 
     def key(self, shape: tuple) -> str:
+        """The cached files' name: by the network's identity (``identify``), else by the sha256 of its
+        weights and its description."""
+        identity = _IDENTITIES.get(self.net)
+        if identity is not None:
+            return identity_key(identity(), shape)
         if self._weights is None:
             self._weights = weights_sha256(self.net)
         text = "|".join([EXPORT_VERSION, self._weights, repr(self.net), str(tuple(shape)), torch.__version__])
@@ -322,27 +322,8 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _openvino():
-    """The ``openvino`` module, imported without its usage telemetry (the ``openvino-telemetry`` package it
-    depends on): otherwise importing it, and every conversion, sends events to Google Analytics, each from a
-    forked copy of this process (network access nobody asked for, from a process holding patient images;
-    and after each fork every page of the GBs this process holds faults again when next written).
-    openvino then uses its own no-op stand-in, as when the package is not installed."""
-    sys.modules.setdefault("openvino_telemetry", None)  # None in sys.modules: importing it raises ImportError
-    import openvino
-
-    return openvino
-
-
-@lru_cache(maxsize=1)
-def _openvino_core(blob_cache: str):
-    core = _openvino().Core()
-    core.set_property({"CACHE_DIR": blob_cache})
-    return core
-
-
 def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
-    ov = _openvino()
+    ov = openvino()
     xml = stem.with_suffix(".xml")
     if not xml.is_file():
         model = ov.convert_model(exported_program(net, shape))
@@ -354,13 +335,10 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
             os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
 
         write_atomically(xml, save)
-    core = _openvino_core(str(stem.parent / "blobs"))
-    # latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among
-    # them, not pinned to cores (a stream pinned to a core that another program is using cannot move)
-    hint = {"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"PERFORMANCE_HINT": "THROUGHPUT",
-                                                                  "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
-    compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", **hint,
-                                                    "INFERENCE_NUM_THREADS": max(_threads(), streams)})
+    threads = _threads()
+    compiled = take(xml, streams, threads)  # compiled in the background when the run started (``precompile``)
+    if compiled is None:
+        compiled = compile_openvino(xml, streams, threads)
     requests: "queue.SimpleQueue" = queue.SimpleQueue()  # one infer request per stream, handed to the calling thread
     for _ in range(streams):
         requests.put(compiled.create_infer_request())

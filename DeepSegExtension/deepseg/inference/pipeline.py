@@ -6,6 +6,7 @@ model refinement -> optional clean-up -> atomic outputs (.seg.nrrd, label map, p
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from ..progress import CancelToken, Progress, ProgressCallback
 from ..volume import Volume
 from .channels import load_channels
 from .stages import ModelRun, run_stages
+
+log = logging.getLogger(__name__)
 
 # the file types each output is written as (``write_segmentation``, ``io.write_volume``)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mgz")
@@ -153,7 +156,25 @@ def load(model: "str | Path | SegmentationModel", opts: SegmentOptions):
     """The model (loaded by id or folder with the chosen folds) and the folds still to select at run time."""
     if isinstance(model, SegmentationModel):
         return model, model.card.id, opts.folds
+    precompile_cached(model, opts)
     return as_model(model, opts.folds), str(model), None  # the loader already selected the folds
+
+
+def precompile_cached(model: "str | Path", opts: SegmentOptions) -> None:
+    """Start compiling the model's cached OpenVINO networks in the background (``inference.precompile``) when
+    the run will likely use OpenVINO, before the model is loaded; a failure here never fails the run (the
+    loader reports what is wrong with the model, the backend compiles what was not compiled here)."""
+    from ..models.formats import compiled_inputs
+    from ..models.store import resolve
+    from .precompile import cpu_threads, likely_openvino, start
+
+    try:
+        if likely_openvino(opts.backend, opts.device):
+            threads = cpu_threads()  # a CT has more patches than threads: one stream per thread
+            for identity, shape in compiled_inputs(resolve(model), opts.folds):
+                start(identity, shape, threads, threads)
+    except Exception as exc:  # noqa: BLE001 - any failure: the model loads and compiles as without this
+        log.debug("no background compilation for %s (%s)", model, exc)
 
 
 def run_model(model: SegmentationModel, channels: Sequence[Volume], opts: SegmentOptions,

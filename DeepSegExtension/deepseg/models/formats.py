@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from ..errors import ModelError
 from .card import CARD_FILE
@@ -26,6 +26,10 @@ LOADERS: dict[str, str] = {
     "brainchop-meshnet": "deepseg.models.meshnet:load_meshnet_folder",
     "pyliverlesionseg": "deepseg.models.liver:load_liver_folder",
 }
+
+# formats whose networks' identities and input shapes can be read from their files, without PyTorch
+# (``inference.precompile`` compiles their cached networks while the run loads): "module:function"
+IDENTITIES: dict[str, str] = {"nnunetv2": "deepseg.models.nnunet.folder:compiled_inputs"}
 
 
 def detect_format(folder: Path) -> str:
@@ -73,7 +77,17 @@ def input_channel_count(folder: Path) -> int:
         return len(read_card(folder).inputs)
     if detect_format(folder) == "nnunetv2":
         from .nnunet.folder import read_json, select_training_folder
-        from .nnunet.model import input_specs
+        from .nnunet.folder import input_specs
 
         return len(input_specs(read_json(select_training_folder(folder) / "dataset.json", "input channels")))
     return 1  # a MeshNet folder without a card: one image
+
+
+def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None) -> list[tuple[Callable[[], str], tuple[int, ...]]]:
+    """(identity, input shape) of the networks the model in ``folder`` will load with ``folds``, for the formats
+    that can tell them from their files (``IDENTITIES``); none for the others."""
+    fmt = detect_format(folder)
+    if fmt not in IDENTITIES:
+        return []
+    module, func = IDENTITIES[fmt].split(":")
+    return getattr(importlib.import_module(module), func)(folder, folds=folds)

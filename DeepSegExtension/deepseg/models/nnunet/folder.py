@@ -1,13 +1,20 @@
 """Find the parts of an nnU-Net v2 results folder: which ``Trainer__Plans__configuration`` folder, which
-folds, and the files each needs, with errors that name the missing file and the fix."""
+folds, and the files each needs, with errors that name the missing file and the fix; and what each fold's
+network is, from the files alone (no PyTorch here: a run compiles a cached network while PyTorch loads)."""
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ...errors import ModelError
 from ..base import fold_name, select_folds
+from ..card import CARD_FILE, InputSpec, ModelCard
+from ..download import sha256_file
+from .plans import batch_size_for, read_configuration
 
 CONFIG_PREFERENCE = ("3d_fullres", "2d", "3d_lowres")
 
@@ -90,3 +97,68 @@ def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], check
             raise ModelError(f"Checkpoint {p} is missing.",
                              "Fetch the model again, or choose folds that exist: " + (", ".join(present) or "none found") + ".")
     return paths
+
+
+def input_specs(dataset: dict) -> list[InputSpec]:
+    """The model's input channels, in order, from a ``dataset.json`` dict."""
+    names = dataset.get("channel_names") or dataset.get("modality")
+    if not names:
+        raise ModelError("dataset.json has no 'channel_names'.", "Use the dataset.json the model was trained with.")
+    ordered = [str(names[k]) for k in sorted(names, key=int)]
+    return [InputSpec(name=n, modality=_dicom_modality(n), pattern="*" if len(ordered) == 1 else f"*_{i:04d}*")
+            for i, n in enumerate(ordered)]
+
+
+def _dicom_modality(channel_name: str) -> str:
+    """DICOM modality of an nnU-Net channel name (free text); "" when it cannot be told."""
+    n = channel_name.lower().replace("-", "").replace("_", "")
+    if n in ("ct", "cect", "ncct", "cta"):
+        return "CT"
+    if n in ("pet", "pt", "suv"):
+        return "PT"
+    if n.startswith(("t1", "t2", "flair", "adc", "dwi", "mr", "hbv", "pd")):
+        return "MR"
+    return ""
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Optional[str]) -> str:
+    """What a fold's network is, from its files: the bytes of its checkpoint, ``plans.json`` and ``dataset.json``
+    (weights, architecture, channels, classes), the configuration asked for and the version of
+    dynamic_network_architectures (whose classes the plans name). Each file is hashed once per process."""
+    parts = []
+    for path in (checkpoint_path, train_dir / "plans.json", train_dir / "dataset.json"):
+        st = Path(path).stat()
+        parts.append(_file_sha256(str(path), st.st_size, st.st_mtime_ns))
+    try:
+        dna = importlib.metadata.version("dynamic_network_architectures")
+    except importlib.metadata.PackageNotFoundError:
+        dna = ""
+    text = "|".join(["nnunetv2", *parts, train_dir.name, configuration or "", dna])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None,
+                    checkpoint: str = "checkpoint_final.pth") -> list[tuple[Callable[[], str], tuple[int, ...]]]:
+    """(identity, network input shape) of each selected fold's network, as ``load_nnunet_folder`` will load it,
+    read from the files alone; 2D configurations (whose patches are reshaped on their way in) give none. The
+    identity is a function (``network_identity``): hashing the checkpoint is left to whoever needs it."""
+    folder = Path(folder)
+    configuration = None
+    if (folder / CARD_FILE).is_file():
+        card = ModelCard.load(folder / CARD_FILE)
+        configuration = card.preprocessing.get("configuration")
+        folder = folder / card.preprocessing.get("results_folder", ".")
+    train_dir = select_training_folder(folder, configuration)
+    plans = read_json(train_dir / "plans.json", "preprocessing and network architecture")
+    channels = len(input_specs(read_json(train_dir / "dataset.json", "input channels")))
+    config = read_configuration(plans, configuration or train_dir.name.split("__")[-1])
+    if config.is_2d:
+        return []
+    shape = (batch_size_for(config.patch_size), channels, *config.patch_size)
+    return [(partial(network_identity, train_dir, path, configuration), shape)
+            for path in fold_checkpoints(train_dir, folds, checkpoint).values()]

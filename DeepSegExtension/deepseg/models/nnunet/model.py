@@ -9,6 +9,7 @@ no files in between, batched patches (and mirrorings) and multi-threaded resampl
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,14 +17,15 @@ import numpy as np
 import torch
 
 from ...errors import InputError, ModelError
+from ...inference.backends import identify
 from ...progress import Progress
 from ...volume import Volume
 from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
-from ..card import CARD_FILE, InputSpec, LabelInfo, ModelCard
-from .folder import fold_checkpoints, read_json, select_training_folder
+from ..card import CARD_FILE, LabelInfo, ModelCard
+from .folder import fold_checkpoints, input_specs, network_identity, read_json, select_training_folder
 from .labels import LabelScheme, read_labels
 from .network import network_with_weights, read_fold
-from .plans import NnUNetConfig, read_configuration
+from .plans import NnUNetConfig, batch_size_for, read_configuration
 from .preprocess import new_shape_for, nonzero_bbox, nonzero_mask, normalize, resample
 
 NNUNET_CITATION = ("Isensee F, Jaeger PF, Kohl SAA, Petersen J, Maier-Hein KH. nnU-Net: a self-configuring method "
@@ -49,9 +51,7 @@ class NnUNetModel(SegmentationModel):
         # half-precision sums as nnUNetPredictor keeps them: its results, not more exact ones (see restore)
         self.window = WindowSpec(patch_size=patch, overlap=0.5, blend="gaussian", mirror_axes=axes,
                                  accumulate="float16")
-        # small patches run several to a batch (per-call overhead dominates small networks on the CPU:
-        # 3x faster for 16x32x32); patches of 64^3 voxels or more run one at a time
-        self.batch_size = int(max(1, min(8, (1 << 18) // int(np.prod(patch)))))
+        self.batch_size = batch_size_for(patch)
 
     @property
     def num_classes(self) -> int:
@@ -151,28 +151,6 @@ def _nonlin_(x: torch.Tensor, regions: bool) -> None:
     x /= x.sum(dim=0, keepdim=True)
 
 
-def input_specs(dataset: dict) -> list[InputSpec]:
-    """The model's input channels, in order, from a ``dataset.json`` dict."""
-    names = dataset.get("channel_names") or dataset.get("modality")
-    if not names:
-        raise ModelError("dataset.json has no 'channel_names'.", "Use the dataset.json the model was trained with.")
-    ordered = [str(names[k]) for k in sorted(names, key=int)]
-    return [InputSpec(name=n, modality=_dicom_modality(n), pattern="*" if len(ordered) == 1 else f"*_{i:04d}*")
-            for i, n in enumerate(ordered)]
-
-
-def _dicom_modality(channel_name: str) -> str:
-    """DICOM modality of an nnU-Net channel name (free text); "" when it cannot be told."""
-    n = channel_name.lower().replace("-", "").replace("_", "")
-    if n in ("ct", "cect", "ncct", "cta"):
-        return "CT"
-    if n in ("pet", "pt", "suv"):
-        return "PT"
-    if n.startswith(("t1", "t2", "flair", "adc", "dwi", "mr", "hbv", "pd")):
-        return "MR"
-    return ""
-
-
 def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str"]] = None,
                        checkpoint: str = "checkpoint_final.pth", configuration: Optional[str] = None,
                        label_overrides: Optional[Sequence[LabelInfo]] = None) -> NnUNetModel:
@@ -209,6 +187,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
                                  "Cascades are not supported; choose the 3d_fullres configuration of the model.")
         networks[fold] = network_with_weights(config.architecture, len(inputs), scheme.num_heads, ckpt, path,
                                               str(train_dir / "plans.json"))
+        identify(networks[fold], partial(network_identity, train_dir, path, configuration))
     assert config is not None
     if len(config.normalization_schemes) != len(inputs):
         raise ModelError(f"{train_dir / 'plans.json'} normalises {len(config.normalization_schemes)} channel(s) but "

@@ -127,3 +127,12 @@ def read_configuration(plans: dict, name: str, plans_file: str = "plans.json") -
         raise ModelError(f"{plans_file} lacks the entry {exc} needed for configuration {name!r}.",
                          "The plans file is incomplete or from an unsupported nnU-Net version; re-export the "
                          "model with nnU-Net v2.") from exc
+
+
+def batch_size_for(patch) -> int:
+    """Patches per network call: small patches run several to a batch (per-call overhead dominates small
+    networks on the CPU: 3x faster for 16x32x32); patches of 64^3 voxels or more run one at a time."""
+    voxels = 1
+    for n in patch:
+        voxels *= int(n)
+    return max(1, min(8, (1 << 18) // voxels))
