@@ -40,6 +40,7 @@ from torch import nn
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from .backend_names import BACKENDS
+from .folded_decoder import folded_decoder
 from .precompile import (EXPORT_VERSION, PACKAGES, backend_dir, compile_openvino, identity_key, openvino,
                          requested_backend, take)
 
@@ -290,7 +291,8 @@ class _ExplicitInstanceNorm(nn.Module):
 
 def export_ready(net: nn.Module) -> nn.Module:
     """A CPU copy of ``net`` in eval mode for export, its instance norms (those using instance statistics)
-    written out: the caller's network keeps its device and every module its own train/eval mode."""
+    written out and nnU-Net decoders' upsamplings folded into the convolution after them (``folded_decoder``):
+    the caller's network keeps its device and every module its own train/eval mode."""
     out = copy.deepcopy(net).cpu().eval()
     # every name a norm is registered under (nnU-Net's blocks hold each one twice: .norm and .all_modules.1)
     swap = [name for name, m in out.named_modules(remove_duplicate=False)
@@ -298,6 +300,11 @@ def export_ready(net: nn.Module) -> nn.Module:
     for name in swap:
         parent, _, leaf = name.rpartition(".")
         setattr(out.get_submodule(parent), leaf, _ExplicitInstanceNorm(out.get_submodule(name)))
+    for name, module in list(out.named_modules()):  # nnU-Net decoders: upsampling folded into the next convolution
+        folded = folded_decoder(module)
+        if folded is not None:
+            parent, _, leaf = name.rpartition(".")
+            setattr(out.get_submodule(parent), leaf, folded)
     return out
 
 
@@ -322,7 +329,8 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
+def openvino_model_file(net: nn.Module, shape: tuple, stem: Path) -> Path:
+    """The OpenVINO model (``stem``.xml + .bin, float32 weights) of ``net`` for input ``shape``, exported once."""
     ov = openvino()
     xml = stem.with_suffix(".xml")
     if not xml.is_file():
@@ -335,6 +343,11 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
             os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
 
         write_atomically(xml, save)
+    return xml
+
+
+def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
+    xml = openvino_model_file(net, shape, stem)
     threads = _threads()
     compiled = take(xml, streams, threads)  # compiled in the background when the run started (``precompile``)
     if compiled is None:

@@ -25,7 +25,7 @@ from typing import Callable, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = "3"  # bump when the export recipe changes, so old cached files are not reused
+EXPORT_VERSION = "4"  # bump when the export recipe changes, so old cached files are not reused
 PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime", "torch": "torch"}  # backend -> its package
 
 
@@ -98,16 +98,19 @@ def _openvino_core(blob_cache: str):
     return core
 
 
-def compile_openvino(xml: Path, streams: int, threads: int):
-    """OpenVINO's compiled network of a cached ``xml`` (its compiled blob cached next to it), float32.
-
-    Latency mode: all threads on one call; throughput mode: ``streams`` calls at once, threads split among
-    them, not pinned to cores (a stream pinned to a core that another program is using cannot move)."""
-    core = _openvino_core(str(xml.parent / "blobs"))
+def openvino_properties(streams: int, threads: int) -> dict:
+    """OpenVINO's CPU compile properties, float32 on every CPU. Latency mode: all threads on one call;
+    throughput mode: ``streams`` calls at once, threads split among them, not pinned to cores (a stream pinned
+    to a core that another program is using cannot move)."""
     hint = {"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"PERFORMANCE_HINT": "THROUGHPUT",
                                                                   "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}
-    return core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32", **hint,
-                                                "INFERENCE_NUM_THREADS": max(threads, streams)})
+    return {"INFERENCE_PRECISION_HINT": "f32", **hint, "INFERENCE_NUM_THREADS": max(threads, streams)}
+
+
+def compile_openvino(xml: Path, streams: int, threads: int):
+    """OpenVINO's compiled network of a cached ``xml`` (its compiled blob cached next to it)."""
+    core = _openvino_core(str(xml.parent / "blobs"))
+    return core.compile_model(str(xml), "CPU", openvino_properties(streams, threads))
 
 
 _PENDING: dict[tuple[str, int, int], Future] = {}
