@@ -5,10 +5,14 @@ read-only or full disk...) into its own message and exit code 1, Ctrl-C into a c
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
 from ..version import __version__
@@ -70,3 +74,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:  # e.g. [Errno 30] Read-only file system, [Errno 28] No space left on device
         print(f"deepseg: error: {exc}", file=sys.stderr)
         return 1
+
+
+def entry() -> None:
+    """The ``deepseg`` command: ``main()``, then exit without Python's interpreter shutdown, which frees a
+    finished run's GBs (compiled networks, volumes) object by object: 1.6-4 s after a MeshNet run on the
+    loaded 2-core machine, against 0.2 s this way, as the operating system takes the memory back at once.
+    What a normal exit does first still happens: other non-daemon threads are waited for, the ``atexit``
+    handlers run (logging, temporary folders, ``weakref.finalize``) and the standard streams are flushed.
+    Exceptions (``--help``, usage errors, crashes) leave the normal way."""
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # e.g. a closed pipe: nothing left to deliver
+            stream.flush()
+    os._exit(code)
