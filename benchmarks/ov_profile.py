@@ -2,9 +2,9 @@
 
 The network of ``realistic_cpu.py`` (genuine nnU-Net v2 plans, features 32-320, 25 outputs, random weights) is
 exported exactly as DeepSeg exports it (``backends.openvino_model_file``) and compiled with DeepSeg's
-throughput-mode properties (``precompile.openvino_properties``) but ONE stream of ``--threads`` threads (one
-sliding-window stream's view), with OpenVINO's per-layer performance counters on. One random patch of the
-planned size runs ``--reps`` times; each layer's time is its minimum over the repeats (the machine is shared:
+throughput-mode properties (``precompile.openvino_properties``) with ``--streams`` streams (default ONE: one
+sliding-window stream's view; 2 is what the sliding window runs here) of ``--threads`` threads, with OpenVINO's
+per-layer performance counters on. One random patch of the planned size per stream runs ``--reps`` times; each layer's time is its minimum over the repeats (the machine is shared:
 the minimum is the least disturbed), summed by layer type. Convolution FLOPs come from the compiled graph's
 shapes (2 x multiply-adds), so the convolutions' GFLOPS and the share of time outside them are printed too.
 
@@ -15,8 +15,8 @@ whole-activation means, the pattern OpenVINO fuses into its MVN layer, before EX
 seconds per patch (less sensitive to other programs than wall time) and wall. ``--torch`` also compares each
 output with PyTorch float32's on the same patch (relative difference, share of voxels whose argmax differs).
 
-    python benchmarks/ov_profile.py [--spacing 3] [--patch 256 80 112] [--reps 3] [--threads 1] [--ab KEY=VALUE ...]
-                                    [--torch]
+    python benchmarks/ov_profile.py [--spacing 3] [--patch 256 80 112] [--reps 3] [--threads 1] [--streams 1]
+                                    [--ab KEY=VALUE ...] [--torch]
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def conv_flops(compiled) -> dict[str, float]:
     return flops
 
 
-def compile_variant(net, shape: tuple, spec: dict, threads: int, cache: Path):
+def compile_variant(net, shape: tuple, spec: dict, threads: int, cache: Path, streams: int = 1):
     """DeepSeg's export and one-stream properties, plus ``spec``: compile properties, or ``norms=whole-mean`` /
     ``decoder=unfolded`` (an export recipe of before)."""
     from deepseg.inference import backends, precompile
@@ -69,8 +69,8 @@ def compile_variant(net, shape: tuple, spec: dict, threads: int, cache: Path):
         xml = backends.openvino_model_file(net, shape, stem)
     finally:
         backends._spatial_mean, backends.folded_decoder = mean, fold
-    props = {**precompile.openvino_properties(2, threads), "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
-             "PERF_COUNT": True, **spec}
+    props = {**precompile.openvino_properties(2, threads), "NUM_STREAMS": streams,
+             "INFERENCE_NUM_THREADS": threads * streams, "PERF_COUNT": True, **spec}
     return precompile.openvino().Core().compile_model(str(xml), "CPU", props)
 
 
@@ -79,7 +79,9 @@ def main() -> None:
     ap.add_argument("--spacing", type=float, default=3.0, choices=[3.0, 1.5])
     ap.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="default: the planned patch")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="threads per stream")
+    ap.add_argument("--streams", type=int, default=1,
+                    help="streams, each computing its own copy of the patch at once (the sliding window's 2)")
     ap.add_argument("--ab", nargs="*", default=[], metavar="KEY=VALUE",
                     help="time a second compiled copy with these properties (or norms=whole-mean, "
                          "decoder=unfolded), interleaved")
@@ -98,8 +100,9 @@ def main() -> None:
     if args.ab:
         variants[" ".join(args.ab)] = dict(kv.split("=", 1) for kv in args.ab)
     net = model.fold_networks()[0]
-    compiled = {name: compile_variant(net, shape, spec, args.threads, cache) for name, spec in variants.items()}
-    requests = {name: c.create_infer_request() for name, c in compiled.items()}
+    compiled = {name: compile_variant(net, shape, spec, args.threads, cache, args.streams)
+                for name, spec in variants.items()}
+    requests = {name: [c.create_infer_request() for _ in range(args.streams)] for name, c in compiled.items()}
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     cpu, wall = collections.defaultdict(list), collections.defaultdict(list)
     layers = {name: collections.defaultdict(list) for name in variants}
@@ -108,14 +111,18 @@ def main() -> None:
         order = list(requests) if rep % 2 == 0 else list(reversed(requests))
         for name in order:
             t0, c0 = time.perf_counter(), time.process_time()
-            outputs[name] = np.array(requests[name].infer({0: x})[0])
+            for request in requests[name]:
+                request.start_async({0: x})
+            for request in requests[name]:
+                request.wait()
             wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-            for p in requests[name].get_profiling_info():
+            cpu[name].append((time.process_time() - c0) / args.streams)
+            outputs[name] = np.array(requests[name][0].get_output_tensor(0).data)
+            for p in requests[name][0].get_profiling_info():
                 layers[name][p.node_name, p.node_type, p.exec_type].append(p.real_time.total_seconds())
     print(f"## OpenVINO per-layer profile\n\nCommand: `python benchmarks/ov_profile.py {' '.join(sys.argv[1:])}`; "
-          f"{args.spacing} mm network, one {'x'.join(map(str, shape[2:]))} patch, 1 stream x {args.threads} "
-          f"thread(s), {args.reps} reps, load average {os.getloadavg()[0]:.1f} at the end.\n")
+          f"{args.spacing} mm network, one {'x'.join(map(str, shape[2:]))} patch per stream, {args.streams} "
+          f"stream(s) x {args.threads} thread(s) at once, {args.reps} reps, load average {os.getloadavg()[0]:.1f} at the end.\n")
     for name in variants:
         flops = conv_flops(compiled[name])
         by_type: dict = collections.defaultdict(lambda: [0.0, 0, 0.0])
@@ -127,7 +134,8 @@ def main() -> None:
         total = sum(r[0] for r in by_type.values())
         conv_s = sum(r[0] for (kind, _), r in by_type.items() if kind in CONVOLUTIONS)
         print(f"### {name}\n\nPer patch: process CPU {min(cpu[name]):.2f} s min / {np.median(cpu[name]):.2f} median; "
-              f"wall {min(wall[name]):.2f} / {np.median(wall[name]):.2f} s. Sum of per-layer minima {total:.2f} s; "
+              f"wall of the {args.streams} stream(s) {min(wall[name]):.2f} / {np.median(wall[name]):.2f} s. "
+              f"Per-layer (first stream): sum of minima {total:.2f} s; "
               f"convolutions {sum(flops.values()) / 1e9:.0f} GFLOP, {100 * conv_s / total:.1f} % of the time "
               f"({sum(flops.values()) / 1e9 / conv_s:.0f} GFLOPS); **outside convolutions {total - conv_s:.2f} s "
               f"({100 * (total - conv_s) / total:.1f} %)**.\n\n| layer type (implementation) | layers | s | share | "
@@ -144,6 +152,9 @@ def main() -> None:
         for name, out in outputs.items():
             print(f"`{name}` vs PyTorch float32: relative difference {np.linalg.norm(out - ref) / np.linalg.norm(ref):.1e}, "
                   f"argmax differs in {100 * float((out.argmax(1) != ref.argmax(1)).mean()):.4f} % of voxels.\n")
+    for name in variants:
+        print(f"`{name}` per rep: CPU s {', '.join(f'{t:.2f}' for t in cpu[name])}; wall s "
+              f"{', '.join(f'{t:.2f}' for t in wall[name])}.\n")
     if args.ab:
         a, b = list(variants)
         diff = np.linalg.norm(outputs[b] - outputs[a]) / np.linalg.norm(outputs[a])
