@@ -5,7 +5,8 @@ by DeepSeg, runs through the network in float64 (the reference), in PyTorch floa
 DeepSeg compiles it for a sliding window (two single-threaded streams). Every encoder and decoder stage's
 output and the logits are compared with float64: relative RMS error ``||a - ref|| / ||ref||`` and the share of
 voxels whose argmax differs. ``--norms whole-mean`` exports the instance norms with whole-activation means
-(the pattern OpenVINO fuses into its MVN operation; DeepSeg's export until EXPORT_VERSION 3) to compare.
+(the pattern OpenVINO fuses into its MVN operation; DeepSeg's export until EXPORT_VERSION 3) to compare. The
+decoder's stage outputs are read from the folded steps when DeepSeg exports it folded (``folded_decoder``).
 
     python benchmarks/backend_numerics.py [--crop 128 80 112] [--norms split|whole-mean]
 """
@@ -26,6 +27,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic_cpu import WORK, build_model  # noqa: E402
 
+from deepseg.inference.folded_decoder import FoldedUNetDecoder  # noqa: E402
+
 
 class StageOutputs(nn.Module):
     """A PlainConvUNet returning every encoder stage's output, every decoder stage's output and the logits."""
@@ -40,6 +43,11 @@ class StageOutputs(nn.Module):
             x = stage(x)
             skips.append(x)
         dec, outs, low = self.unet.decoder, list(skips), skips[-1]
+        if isinstance(dec, FoldedUNetDecoder):  # as exported (backends.export_ready): the same stage outputs
+            for i, step in enumerate(dec.steps):
+                low = step(low, skips[-(i + 2)])
+                outs.append(low)
+            return (*outs, dec.head(low))
         for i, stage in enumerate(dec.stages):
             low = stage(torch.cat((dec.transpconvs[i](low), skips[-(i + 2)]), 1))
             outs.append(low)
