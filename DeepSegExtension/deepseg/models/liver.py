@@ -19,9 +19,10 @@ the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the l
 0.45 to 0.91 with it.  A CT without lungs starts inside any liver: when the liver found reaches its top
 (``liver_site``), the network runs again with the box's top mirrored up by the same 90 mm, as it was
 trained on boxes reaching 70 mm above the dome -- cut at its top, the liver is otherwise grown down into the
-bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md).  CT only: constant-valued padding is
-read as air (``liver_prep.padding_to_air``), and a predicted liver with neither lungs nor the top of the
-field of view above it is dropped (``liver_site``).
+bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md); in such a scan, bowel the network still
+adds to the liver is dropped (``liver_core.unlike_core``) before the largest component is taken.  CT only:
+constant-valued padding is read as air (``liver_prep.padding_to_air``), and a predicted liver with neither
+lungs nor the top of the field of view above it is dropped (``liver_site``).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from . import liver_prep as lp
 from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
+from .liver_core import unlike_core
 from .liver_site import FOV_TOP_MM, liver_top_is_covered
 from .networks.liver_unet import LiverUNet
 
@@ -71,8 +73,11 @@ def _net_to_xyz(array_zyx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.flip(np.asarray(array_zyx).transpose(2, 1, 0), (0, 1)))
 
 
-def liver_mask_3mm(probability: np.ndarray) -> np.ndarray:
-    """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate."""
+def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None) -> np.ndarray:
+    """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate;
+    given the network's input ``image``, bowel grown onto the liver is dropped first (``liver_core``)."""
+    if image is not None:
+        probability = np.where(unlike_core(probability, image), 0, probability)
     eroded = ndimage.binary_erosion(probability > 0.5, _OPEN)
     labels, n = ndimage.label(eroded)
     if n == 0:
@@ -182,12 +187,15 @@ class LiverModel(SegmentationModel):
 
     def restore(self, output, prepared: Prepared) -> np.ndarray:
         """Background and liver probabilities on the input grid; the liver probability is kept only inside
-        the original's post-processed liver mask (>0.5, opening, largest component) on the 3 mm grid."""
+        the original's post-processed liver mask (>0.5, opening, largest component) on the 3 mm grid, without
+        the bowel grown onto the liver in a scan without lungs (``liver_core``)."""
         lo, hi = prepared.context["z_pad"]
         p = np.asarray(output[1], np.float32)
         kept = np.zeros_like(p)
         body = p[lo:p.shape[0] - hi]
-        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body), body, 0)
+        # a scan without lungs starts inside the liver: the network grows a cut liver into the bowel (liver_core)
+        image = prepared.image[0][lo:p.shape[0] - hi] if prepared.context["context_above"] else None
+        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image), body, 0)
         liver = self.to_input_grid(kept[None], prepared)[0]
         if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
                                                               prepared.context["site"]):

@@ -1,0 +1,71 @@
+"""Bowel grown onto the predicted liver: thick regions the network is unsure of and whose intensity the liver's
+confident core does not share.
+
+When the top of a CT cuts the liver, the liver network still finds the liver (probability ~1), but it also
+takes in colon and small bowel touching it, with probabilities of 0.6-0.8 (benchmarks/RESULTS.md: on the
+TotalSegmentator example CT without its top 60 mm, 300 mL of bowel at a median 8 HU against 45 HU for the
+liver).  The liver's own voxels the network is sure of (the core) give its intensity on this scan, so no
+fixed value is assumed (contrast phase, scanner and the MR liver model differ).  A voxel is dropped only
+when all three hold: the network is unsure of it, its intensity lies outside the core's (median +- a few
+robust SDs), and it belongs to a region of such voxels thick enough to survive erosion (the partial-volume
+rim of a liver, one or two voxels of liver and fat, is kept) that lies mostly outside the convex hull of the rest
+of the liver (a lesion, darker than the liver and often uncertain, lies inside the liver).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+CORE_PROBABILITY = 0.9  # voxels the network is at least this sure of are the liver's core, never dropped
+SPREAD_SDS = 3.0  # intensities within the core's median +- this many robust SDs (1.4826 MAD) are the liver's
+THICK_EROSIONS = 2  # a dropped region holds voxels surviving this many 18-connected erosions (>= 15 mm thick)
+# a region lying mostly inside the convex hull of the rest of the liver is kept: lesions lie in the liver (a large
+# LiTS tumour: 57-60 % inside), bowel grown below a cut liver lies outside it (0-3 %); bowel tucked under the liver
+# inside its hull (56 %, the example CT without its top 39 mm) is therefore kept too (RESULTS.md)
+INSIDE_HULL = 0.5
+ENCLOSED = 0.5  # nor is a region whose rim lies mostly in the predicted liver (probability > 0.5): a lesion
+MIN_CORE_VOXELS = 50  # fewer core voxels give no trustworthy intensity: nothing is dropped
+_S18 = ndimage.generate_binary_structure(3, 2)
+
+
+def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map
+    and the network's input ``image`` (same grid, any intensity scale)."""
+    core = _largest(ndimage.binary_erosion(probability > CORE_PROBABILITY, _S18, iterations=2))
+    if core.sum() < MIN_CORE_VOXELS:
+        return np.zeros(probability.shape, bool)
+    values = image[core]
+    median = float(np.median(values))
+    spread = SPREAD_SDS * 1.4826 * float(np.median(np.abs(values - median)))
+    unsure = (probability > 0.5) & (probability < CORE_PROBABILITY) & (np.abs(image - median) > spread)
+    thick = ndimage.binary_propagation(ndimage.binary_erosion(unsure, _S18, iterations=THICK_EROSIONS), _S18,
+                                       mask=unsure)
+    if not thick.any():
+        return thick
+    liver = _largest(ndimage.binary_erosion((probability > 0.5) & ~thick, _S18))  # as liver_mask_3mm, eroded
+    regions, n = ndimage.label(thick, _S18)
+    inside = _in_hull(np.argwhere(liver), np.argwhere(thick))
+    share = ndimage.mean(inside, regions[thick], np.arange(1, n + 1))  # per region: its share inside the hull
+    drop = np.zeros(probability.shape, bool)
+    for i in np.flatnonzero(np.asarray(share) < INSIDE_HULL) + 1:
+        region = regions == i
+        rim = ndimage.binary_dilation(region, _S18) & ~region
+        if (probability[rim] > 0.5).mean() < ENCLOSED:
+            drop |= region
+    return drop
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1) if n else mask
+
+
+def _in_hull(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Whether each query point lies in the convex hull of ``points`` (all False when they span no volume)."""
+    from scipy.spatial import ConvexHull, Delaunay, QhullError
+
+    try:
+        hull = Delaunay(points[ConvexHull(points).vertices])
+    except (QhullError, ValueError):
+        return np.zeros(len(queries), bool)
+    return hull.find_simplex(queries) >= 0
