@@ -223,18 +223,24 @@ def test_gaussian_weights_equal_nnunets_3d_filtered_impulse(tile):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_add_into_a_window_of_the_sums_equals_pytorchs_in_place_add(dtype):
-    """``add_into`` is ``+=`` bit for bit: a half-precision total plus float32 logits is summed in float32 and
-    rounded to half as PyTorch's mixed in-place add (nnUNetPredictor's accumulation) does, also on a strided
-    window of the sums; a float32 total is a plain float32 sum."""
-    from deepseg.inference.sliding_window import add_into
+def test_add_weighted_into_a_window_of_the_sums_equals_pytorchs_in_place_add(dtype, monkeypatch):
+    """``add_weighted`` is ``+= logits * weights`` bit for bit: float32 products; a half-precision total plus
+    them is summed in float32 and rounded to half as PyTorch's mixed in-place add (nnUNetPredictor's
+    accumulation) does, also on a strided window of the sums and with slabs that do not divide the window
+    (a float32 total is a plain float32 sum)."""
+    from deepseg.inference import sliding_window
+    from deepseg.inference.sliding_window import add_weighted
 
     gen = torch.Generator().manual_seed(0)
     sums = (torch.randn(4, 12, 10, 14, generator=gen) * 300).to(dtype)  # large values: half rounding matters
     logits = torch.randn(4, 8, 6, 9, generator=gen) * 7
+    weights = torch.rand(8, 6, 9, generator=gen) * 10 + 1e-3
     window = (slice(None), slice(2, 10), slice(3, 9), slice(5, 14))
     expected = sums.clone()
-    expected[window] += logits
-    add_into(sums[window], logits)
-    assert sums.dtype == dtype
-    assert torch.equal(sums, expected)
+    expected[window] += logits * weights
+    for slab in (1, 54 * 3, 1 << 16):  # one row, three rows (8 = 3 + 3 + 2), all at once
+        got = sums.clone()
+        monkeypatch.setattr(sliding_window, "SLAB_VALUES", slab)
+        add_weighted(got[window], logits, weights)
+        assert got.dtype == dtype
+        assert torch.equal(got, expected)

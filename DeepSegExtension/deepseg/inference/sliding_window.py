@@ -245,18 +245,27 @@ def in_order(job: Callable[[T], R], items: Iterable[T], workers: int) -> Iterato
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def add_into(total: torch.Tensor, x: torch.Tensor) -> None:
-    """``total += x``, channel by channel; a half-precision ``total`` with a float32 ``x`` is summed in float32
-    and rounded to half exactly as PyTorch's ``+=`` does (nnUNetPredictor's accumulation), but through a
-    float32 buffer: PyTorch's mixed-precision in-place add casts element by element, about 4x slower, and the
-    main thread's accumulation competes with the network's threads for the CPU."""
-    if total.dtype == x.dtype:
-        total += x
+SLAB_VALUES = 1 << 16  # values per slab of ``add_weighted``: the slab's products stay in the CPU's L2 cache
+
+
+def add_weighted(total: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> None:
+    """``total += x * weights``: each product rounded to float32, then summed as PyTorch's ``+=`` sums it; a
+    half-precision ``total`` is summed in float32 and rounded to half exactly as PyTorch's mixed-precision
+    ``+=`` (nnUNetPredictor's accumulation) does. On the CPU slab by slab through a float32 buffer that stays
+    in the cache: one pass over the logits instead of three (weighting, summing into a buffer the size of a
+    channel, rounding), and none of PyTorch's mixed-precision in-place add, which casts element by element;
+    the main thread's accumulation competes with the network's threads for the CPU."""
+    if total.device.type != "cpu":
+        total += x * weights
         return
-    buffer = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device)
+    rows = max(1, SLAB_VALUES // max(1, weights[0].numel()))
+    buffer = torch.empty((rows, *weights.shape[1:]), dtype=torch.promote_types(x.dtype, weights.dtype))
     for channel, values in zip(total, x):
-        torch.add(channel, values, out=buffer)
-        channel.copy_(buffer)
+        for z in range(0, weights.shape[0], rows):
+            part = buffer[:min(rows, weights.shape[0] - z)]
+            torch.mul(values[z:z + rows], weights[z:z + rows], out=part)
+            part += channel[z:z + rows]  # float32 + half is float32 (and x + y == y + x, bit for bit)
+            channel[z:z + rows].copy_(part)
 
 
 def _run(networks, img, window, num_classes, device, mirror, overlap, progress, batch_size, forward):
@@ -290,13 +299,13 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
             def job(chunk, run=run):
                 with torch.inference_mode():  # thread-local: the workers need it too
                     x = torch.stack([data[(slice(None), *plan.input_slices(box))] for box in chunk])
-                    return _mirrored_logits(run, x, flips, forward, together).mul_(scale)
+                    return _mirrored_logits(run, x, flips, forward, together)
 
             with contextlib.closing(in_order(job, chunks, workers)) as results:
-                for chunk, weighted in zip(chunks, results):
-                    for box, lg in zip(chunk, weighted):
+                for chunk, logits in zip(chunks, results):
+                    for box, lg in zip(chunk, logits):
                         sl = plan.output_slices(box)
-                        add_into(acc[(slice(None), *sl)], lg)
+                        add_weighted(acc[(slice(None), *sl)], lg, scale)
                         norm[sl] += weights
                     steps.patches_done(len(chunk))
             if per_network:
