@@ -308,6 +308,7 @@ def test_network_identity_follows_the_files_bytes(results, tmp_path):
     src = trainer_folder(results, "3d_fullres")
     dst = tmp_path / src.name
     _link_copy(src, dst)
+
     def named(folder):
         return [(identity(), shape) for identity, shape in compiled_inputs(folder)]
 
