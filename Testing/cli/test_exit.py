@@ -55,3 +55,25 @@ def test_the_console_script_is_entry():
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["deepseg"] == "deepseg.cli:entry"
+
+
+def test_entry_ends_idle_thread_pools_as_a_normal_exit_does():
+    """A ``ThreadPoolExecutor`` never shut down (Dask distributed keeps one per process, ``Dask-Offload``) has
+    non-daemon idle workers that a normal exit stops (``threading._register_atexit``) before waiting for
+    threads: ``entry()`` must not wait for them forever."""
+    script = textwrap.dedent("""
+        from concurrent.futures import ThreadPoolExecutor
+        import deepseg.cli as cli
+
+        pool = ThreadPoolExecutor(2)
+
+        def main():
+            pool.submit(print, "job ran")
+            return 4
+
+        cli.main = main
+        cli.entry()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4, done.stderr
+    assert "job ran" in done.stdout

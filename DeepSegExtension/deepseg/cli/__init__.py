@@ -84,9 +84,9 @@ def entry() -> None:
     handlers run (logging, temporary folders, ``weakref.finalize``) and the standard streams are flushed.
     Exceptions (``--help``, usage errors, crashes) leave the normal way."""
     code = main()
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # as the interpreter's exit: the threading exit hooks (idle ``ThreadPoolExecutor`` workers, e.g. Dask
+    # distributed's, are told to stop), then every other non-daemon thread is waited for
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # e.g. a closed pipe: nothing left to deliver
