@@ -326,6 +326,38 @@ def test_network_identity_follows_the_files_bytes(results, tmp_path):
     assert compiled_inputs(trainer_folder(results, "2d")) == []
 
 
+def test_a_checkpoint_changed_after_loading_does_not_name_the_loaded_network(results, tmp_path):
+    """The compiled files of a network are named by its files' bytes; once a checkpoint is replaced (a model
+    updated while the loaded one is still in memory), the loaded network must not take the NEW bytes' name:
+    its export would be reused for the new weights by every later run."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from deepseg.inference.backends import BackendNetwork
+    from deepseg.models.nnunet import load_nnunet_folder
+    from deepseg.models.nnunet.network import read_fold
+
+    src = trainer_folder(results, "3d_fullres")
+    dst = tmp_path / src.name
+    _link_copy(src, dst, folds=("fold_1",))
+    shape = (1, 2, 16, 32, 32)
+
+    def key(folder) -> str:
+        net = load_nnunet_folder(folder, folds=[1]).networks["1"]  # held: BackendNetwork refers to it weakly
+        return BackendNetwork(net, "openvino").key(shape)
+
+    old = load_nnunet_folder(dst, folds=[1]).networks["1"]
+    assert BackendNetwork(old, "openvino").key(shape) == key(src)  # same files: the same name, reused
+    ckpt = read_fold(src / "fold_1" / "checkpoint_final.pth")
+    first = next(iter(ckpt["network_weights"]))
+    ckpt["network_weights"][first] = ckpt["network_weights"][first] + 1e-3
+    (dst / "fold_1" / "checkpoint_final.pth").unlink()
+    torch.save(ckpt, dst / "fold_1" / "checkpoint_final.pth")
+    new = key(dst)
+    assert new != key(src)
+    assert BackendNetwork(old, "openvino").key(shape) not in (new, key(src))  # named by its weights instead
+
+
 @pytest.mark.parametrize("missing", ["plans.json", "dataset.json"])
 def test_missing_json_names_file_and_fix(results, tmp_path, missing):
     dst = tmp_path / "nnUNetTrainer__nnUNetPlansTiny__3d_fullres"

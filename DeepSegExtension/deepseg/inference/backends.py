@@ -120,12 +120,13 @@ def resolve_backend(choice: Optional[str], device: torch.device) -> str:
     return choice
 
 
-_IDENTITIES: "weakref.WeakKeyDictionary[nn.Module, Callable[[], str]]" = weakref.WeakKeyDictionary()
+_IDENTITIES: "weakref.WeakKeyDictionary[nn.Module, Callable[[], Optional[str]]]" = weakref.WeakKeyDictionary()
 
 
-def identify(net: nn.Module, identity: Callable[[], str]) -> None:
+def identify(net: nn.Module, identity: Callable[[], Optional[str]]) -> None:
     """Name ``net`` by what its model format knows it from (``precompile``): its cached files are then found
-    by that identity, without hashing its weights, and a compilation ``precompile.start``ed for it is used."""
+    by that identity, without hashing its weights, and a compilation ``precompile.start``ed for it is used.
+    ``identity`` gives None once it no longer names ``net`` (files changed since): then its weights name it."""
     _IDENTITIES[net] = identity
 
 
@@ -184,8 +185,9 @@ class BackendNetwork:
         """The cached files' name: by the network's identity (``identify``), else by the sha256 of its
         weights and its description."""
         identity = _IDENTITIES.get(self.net)
-        if identity is not None:
-            return identity_key(identity(), shape)
+        name = identity() if identity is not None else None  # None: its files changed since it was loaded
+        if name is not None:
+            return identity_key(name, shape)
         if self._weights is None:
             self._weights = weights_sha256(self.net)
         text = "|".join([EXPORT_VERSION, self._weights, repr(self.net), str(tuple(shape)), torch.__version__])

@@ -117,15 +117,16 @@ _PENDING: dict[tuple[str, int, int], Future] = {}
 _LOCK = threading.Lock()
 
 
-def start(identity: Callable[[], str], shape: Sequence[int], streams: int, threads: int,
+def start(identity: Callable[[], Optional[str]], shape: Sequence[int], streams: int, threads: int,
           root: Optional[Path] = None) -> None:
     """In a background thread: tell the network's ``identity`` (hashing files takes time too) and, if the cache
     holds its OpenVINO network for input ``shape`` (a first run has nothing to read: it exports as before),
     compile it for ``take``."""
     def work() -> None:
         try:
-            xml = backend_dir("openvino", root) / f"{identity_key(identity(), shape)}.xml"
-            if not xml.is_file():
+            name = identity()  # None: the files changed while being read
+            xml = backend_dir("openvino", root) / f"{identity_key(name, shape)}.xml" if name else None
+            if xml is None or not xml.is_file():
                 return
             pending: Future = Future()
             with _LOCK:

@@ -83,7 +83,7 @@ def input_channel_count(folder: Path) -> int:
     return 1  # a MeshNet folder without a card: one image
 
 
-def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None) -> list[tuple[Callable[[], str], tuple[int, ...]]]:
+def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None) -> list[tuple[Callable[[], Optional[str]], tuple[int, ...]]]:
     """(identity, input shape) of the networks the model in ``folder`` will load with ``folds``, for the formats
     that can tell them from their files (``IDENTITIES``); none for the others."""
     fmt = detect_format(folder)

@@ -122,18 +122,38 @@ def _dicom_modality(channel_name: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _file_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return sha256_file(path)
 
 
-def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Optional[str]) -> str:
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> Stamp:
+    """(size, modification time, inode) of ``path``: a file rewritten or replaced gets another."""
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def identity_files(train_dir: Path, checkpoint_path: Path) -> tuple[Path, Path, Path]:
+    """The files a fold's network is made from: its checkpoint, ``plans.json`` and ``dataset.json``."""
+    return Path(checkpoint_path), train_dir / "plans.json", train_dir / "dataset.json"
+
+
+def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Optional[str],
+                     stamps: Optional[Sequence[Stamp]] = None) -> Optional[str]:
     """What a fold's network is, from its files: the bytes of its checkpoint, ``plans.json`` and ``dataset.json``
     (weights, architecture, channels, classes), the configuration asked for and the version of
-    dynamic_network_architectures (whose classes the plans name). Each file is hashed once per process."""
+    dynamic_network_architectures (whose classes the plans name). Each file is hashed once per process.
+    ``stamps``: the files' ``file_stamp`` s when the network was loaded from them; None if any changed since
+    (the bytes are no longer the loaded network's: its compiled files must not take their name)."""
     parts = []
-    for path in (checkpoint_path, train_dir / "plans.json", train_dir / "dataset.json"):
-        st = Path(path).stat()
-        parts.append(_file_sha256(str(path), st.st_size, st.st_mtime_ns))
+    for n, path in enumerate(identity_files(train_dir, checkpoint_path)):
+        stamp = file_stamp(path)
+        digest = _file_sha256(str(path), *stamp)
+        if file_stamp(path) != stamp or (stamps is not None and tuple(stamps[n]) != stamp):
+            return None
+        parts.append(digest)
     try:
         dna = importlib.metadata.version("dynamic_network_architectures")
     except importlib.metadata.PackageNotFoundError:
@@ -143,7 +163,7 @@ def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Opti
 
 
 def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None,
-                    checkpoint: str = "checkpoint_final.pth") -> list[tuple[Callable[[], str], tuple[int, ...]]]:
+                    checkpoint: str = "checkpoint_final.pth") -> list[tuple[Callable[[], Optional[str]], tuple[int, ...]]]:
     """(identity, network input shape) of each selected fold's network, as ``load_nnunet_folder`` will load it,
     read from the files alone; 2D configurations (whose patches are reshaped on their way in) give none. The
     identity is a function (``network_identity``): hashing the checkpoint is left to whoever needs it."""

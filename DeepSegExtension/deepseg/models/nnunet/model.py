@@ -22,7 +22,8 @@ from ...progress import Progress
 from ...volume import Volume
 from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
 from ..card import CARD_FILE, LabelInfo, ModelCard
-from .folder import fold_checkpoints, input_specs, network_identity, read_json, select_training_folder
+from .folder import (file_stamp, fold_checkpoints, identity_files, input_specs, network_identity, read_json,
+                     select_training_folder)
 from .labels import LabelScheme, read_labels
 from .network import network_with_weights, read_fold
 from .plans import NnUNetConfig, batch_size_for, read_configuration
@@ -167,6 +168,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
         folder = folder / card_in.preprocessing.get("results_folder", ".")
         label_overrides = label_overrides or card_in.labels
     train_dir = select_training_folder(folder, configuration)
+    json_stamps = [file_stamp(p) for p in identity_files(train_dir, train_dir)[1:]]  # before reading them
     dataset = read_json(train_dir / "dataset.json", "label names and input channels")
     plans = read_json(train_dir / "plans.json", "preprocessing and network architecture")
     paths = fold_checkpoints(train_dir, folds, checkpoint)
@@ -176,6 +178,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
     networks, meta = {}, {}
     config: Optional[NnUNetConfig] = None
     for fold, path in paths.items():
+        stamps = [file_stamp(path), *json_stamps]  # the files as read: a later change is not this network
         ckpt = read_fold(path)
         if config is None:  # the first fold's metadata names the configuration, as in nnUNetPredictor
             meta = ckpt
@@ -187,7 +190,7 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
                                  "Cascades are not supported; choose the 3d_fullres configuration of the model.")
         networks[fold] = network_with_weights(config.architecture, len(inputs), scheme.num_heads, ckpt, path,
                                               str(train_dir / "plans.json"))
-        identify(networks[fold], partial(network_identity, train_dir, path, configuration))
+        identify(networks[fold], partial(network_identity, train_dir, path, configuration, stamps))
     assert config is not None
     if len(config.normalization_schemes) != len(inputs):
         raise ModelError(f"{train_dir / 'plans.json'} normalises {len(config.normalization_schemes)} channel(s) but "
