@@ -141,7 +141,7 @@ def identity_files(train_dir: Path, checkpoint_path: Path) -> tuple[Path, Path, 
 
 
 def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Optional[str],
-                     stamps: Optional[Sequence[Stamp]] = None) -> Optional[str]:
+                     stamps: Optional[Sequence[Optional[Stamp]]] = None) -> Optional[str]:
     """What a fold's network is, from its files: the bytes of its checkpoint, ``plans.json`` and ``dataset.json``
     (weights, architecture, channels, classes), the configuration asked for and the version of
     dynamic_network_architectures (whose classes the plans name). Each file is hashed once per process.
@@ -151,7 +151,7 @@ def network_identity(train_dir: Path, checkpoint_path: Path, configuration: Opti
     for n, path in enumerate(identity_files(train_dir, checkpoint_path)):
         stamp = file_stamp(path)
         digest = _file_sha256(str(path), *stamp)
-        if file_stamp(path) != stamp or (stamps is not None and tuple(stamps[n]) != stamp):
+        if file_stamp(path) != stamp or (stamps is not None and stamps[n] != stamp):
             return None
         parts.append(digest)
     try:

@@ -168,7 +168,8 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
         folder = folder / card_in.preprocessing.get("results_folder", ".")
         label_overrides = label_overrides or card_in.labels
     train_dir = select_training_folder(folder, configuration)
-    json_stamps = [file_stamp(p) for p in identity_files(train_dir, train_dir)[1:]]  # before reading them
+    # the files as they are before being read (a missing one is reported by read_json)
+    json_stamps = [file_stamp(p) if p.is_file() else None for p in identity_files(train_dir, train_dir)[1:]]
     dataset = read_json(train_dir / "dataset.json", "label names and input channels")
     plans = read_json(train_dir / "plans.json", "preprocessing and network architecture")
     paths = fold_checkpoints(train_dir, folds, checkpoint)
