@@ -8,6 +8,7 @@ import os
 import torch
 
 from ..errors import InputError
+from .precompile import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,7 @@ def use_all_cores() -> None:
     """CPU inference uses every core the process may run on (respecting affinity and OMP_NUM_THREADS)."""
     if "OMP_NUM_THREADS" in os.environ:
         return
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        n = os.cpu_count() or 1
+    n = cpu_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
