@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..io.atomic import write_atomically
 from .backend_names import BACKENDS
 from .folded_decoder import folded_decoder
-from .precompile import (EXPORT_VERSION, PACKAGES, backend_dir, compile_openvino, identity_key, openvino,
+from .precompile import (EXPORT_VERSION, backend_dir, compile_openvino, identity_key, openvino,
                          requested_backend, take)
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ def current_backend() -> str:
 
 
 def installed(backend: str) -> bool:
-    """Whether ``backend``'s package can be imported (PyTorch always can)."""
-    return backend == "torch" or importlib.util.find_spec(PACKAGES[backend]) is not None
+    """Whether ``backend``'s package (named as the backend) can be imported (PyTorch always can)."""
+    return backend == "torch" or importlib.util.find_spec(backend) is not None
 
 
 def resolve_backend(choice: Optional[str], device: torch.device) -> str:
@@ -115,8 +115,8 @@ def resolve_backend(choice: Optional[str], device: torch.device) -> str:
         raise InputError(f"The {choice} backend runs on the CPU, but the device is {device}.",
                          "Use --device cpu with it, or --backend torch (or auto) on a GPU.")
     if not installed(choice):
-        raise InputError(f"The {choice} backend was requested but the package {PACKAGES[choice]} is not installed.",
-                         f"pip install {PACKAGES[choice]}, or use --backend torch.")
+        raise InputError(f"The {choice} backend was requested but the package {choice} is not installed.",
+                         f"pip install {choice}, or use --backend torch.")
     return choice
 
 

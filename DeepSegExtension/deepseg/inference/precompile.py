@@ -26,7 +26,6 @@ from typing import Callable, Optional, Sequence
 log = logging.getLogger(__name__)
 
 EXPORT_VERSION = "4"  # bump when the export recipe changes, so old cached files are not reused
-PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime", "torch": "torch"}  # backend -> its package
 
 
 def cache_root() -> Path:
@@ -37,8 +36,9 @@ def cache_root() -> Path:
 
 
 def backend_dir(backend: str, root: Optional[Path] = None) -> Path:
-    """The cache folder of ``backend`` (its version in the name: a new version converts anew)."""
-    return (root or cache_root()) / f"{backend}-{importlib.metadata.version(PACKAGES[backend])}"
+    """The cache folder of ``backend`` (its package's version in the name: a new version converts anew; each
+    backend is named as its package)."""
+    return (root or cache_root()) / f"{backend}-{importlib.metadata.version(backend)}"
 
 
 def identity_key(identity: str, shape: Sequence[int]) -> str:
