@@ -78,11 +78,7 @@ def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None) 
     given the network's input ``image``, bowel grown onto the liver is dropped first (``liver_core``)."""
     if image is not None:
         probability = np.where(unlike_core(probability, image), 0, probability)
-    eroded = ndimage.binary_erosion(probability > 0.5, _OPEN)
-    labels, n = ndimage.label(eroded)
-    if n == 0:
-        return np.zeros(probability.shape, bool)
-    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    largest = lp.largest_component(ndimage.binary_erosion(probability > 0.5, _OPEN))
     return ndimage.binary_dilation(largest, _OPEN)
 
 

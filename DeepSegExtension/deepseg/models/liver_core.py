@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .liver_prep import largest_component
+
 CORE_PROBABILITY = 0.9  # voxels the network is at least this sure of are the liver's core, never dropped
 SPREAD_SDS = 3.0  # intensities within the core's median +- this many robust SDs (1.4826 MAD) are the liver's
 THICK_EROSIONS = 2  # a dropped region holds voxels surviving this many 18-connected erosions (>= 15 mm thick)
@@ -31,7 +33,7 @@ _S18 = ndimage.generate_binary_structure(3, 2)
 def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map
     and the network's input ``image`` (same grid, any intensity scale)."""
-    core = _largest(ndimage.binary_erosion(probability > CORE_PROBABILITY, _S18, iterations=2))
+    core = largest_component(ndimage.binary_erosion(probability > CORE_PROBABILITY, _S18, iterations=2))
     if core.sum() < MIN_CORE_VOXELS:
         return np.zeros(probability.shape, bool)
     values = image[core]
@@ -42,7 +44,7 @@ def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
                                        mask=unsure)
     if not thick.any():
         return thick
-    liver = _largest(ndimage.binary_erosion((probability > 0.5) & ~thick, _S18))  # as liver_mask_3mm, eroded
+    liver = largest_component(ndimage.binary_erosion((probability > 0.5) & ~thick, _S18))  # as liver_mask_3mm, eroded
     regions, n = ndimage.label(thick, _S18)
     inside = _in_hull(np.argwhere(liver), np.argwhere(thick))
     share = ndimage.mean(inside, regions[thick], np.arange(1, n + 1))  # per region: its share inside the hull
@@ -53,11 +55,6 @@ def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
         if (probability[rim] > 0.5).mean() < ENCLOSED:
             drop |= region
     return drop
-
-
-def _largest(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1) if n else mask
 
 
 def _in_hull(points: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -182,12 +182,20 @@ def _box_dilate(mask: np.ndarray, size: int) -> np.ndarray:
     return ndimage.maximum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0).astype(bool)
 
 
-def _largest_component_box(mask: np.ndarray) -> Box:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of ``mask`` (``ndimage.label``'s face connectivity; the first on ties);
+    all False when ``mask`` is."""
     labels, n = ndimage.label(mask)
     if n == 0:
+        return np.zeros(mask.shape, bool)
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+
+
+def _largest_component_box(mask: np.ndarray) -> Box:
+    largest = largest_component(mask)
+    if not largest.any():
         return tuple(slice(0, s) for s in mask.shape)  # type: ignore[return-value]
-    sizes = np.bincount(labels.ravel())[1:]
-    return ndimage.find_objects((labels == np.argmax(sizes) + 1).astype(np.int8))[0]
+    return ndimage.find_objects(largest.astype(np.int8))[0]
 
 
 def _lung_air(air_labels: np.ndarray, sizes: np.ndarray, order: np.ndarray, spacing: Sequence[float],
