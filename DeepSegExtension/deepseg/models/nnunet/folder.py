@@ -99,6 +99,19 @@ def fold_checkpoints(folder: Path, folds: Optional[Sequence["int | str"]], check
     return paths
 
 
+def resolve_results(folder: "str | Path",
+                    configuration: Optional[str] = None) -> tuple[Path, Optional[str], Optional[ModelCard]]:
+    """The training folder a model folder's networks load from, the configuration asked for (the caller's, else
+    the card's) and the folder's ``deepseg-card.json`` (None without one), which may set
+    ``preprocessing.configuration`` and ``preprocessing.results_folder`` (the results' path inside the folder)."""
+    folder = Path(folder)
+    card = ModelCard.load(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
+    if card is not None:
+        configuration = configuration or card.preprocessing.get("configuration")
+        folder = folder / card.preprocessing.get("results_folder", ".")
+    return select_training_folder(folder, configuration), configuration, card
+
+
 def input_specs(dataset: dict) -> list[InputSpec]:
     """The model's input channels, in order, from a ``dataset.json`` dict."""
     names = dataset.get("channel_names") or dataset.get("modality")
@@ -167,13 +180,7 @@ def compiled_inputs(folder: Path, folds: Optional[Sequence["int | str"]] = None,
     """(identity, network input shape) of each selected fold's network, as ``load_nnunet_folder`` will load it,
     read from the files alone; 2D configurations (whose patches are reshaped on their way in) give none. The
     identity is a function (``network_identity``): hashing the checkpoint is left to whoever needs it."""
-    folder = Path(folder)
-    configuration = None
-    if (folder / CARD_FILE).is_file():
-        card = ModelCard.load(folder / CARD_FILE)
-        configuration = card.preprocessing.get("configuration")
-        folder = folder / card.preprocessing.get("results_folder", ".")
-    train_dir = select_training_folder(folder, configuration)
+    train_dir, configuration, _ = resolve_results(folder)
     plans = read_json(train_dir / "plans.json", "preprocessing and network architecture")
     channels = len(input_specs(read_json(train_dir / "dataset.json", "input channels")))
     config = read_configuration(plans, configuration or train_dir.name.split("__")[-1])

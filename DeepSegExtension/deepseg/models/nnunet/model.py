@@ -21,9 +21,9 @@ from ...inference.backends import identify
 from ...progress import Progress
 from ...volume import Volume
 from ..base import Prepared, SegmentationModel, WindowSpec, fill_values
-from ..card import CARD_FILE, LabelInfo, ModelCard
+from ..card import LabelInfo, ModelCard
 from .folder import (file_stamp, fold_checkpoints, identity_files, input_specs, network_identity, read_json,
-                     select_training_folder)
+                     resolve_results)
 from .labels import LabelScheme, read_labels
 from .network import network_with_weights, read_fold
 from .plans import NnUNetConfig, batch_size_for, read_configuration
@@ -161,13 +161,9 @@ def load_nnunet_folder(folder: "str | Path", folds: Optional[Sequence["int | str
     citation and label names/colours/codes, and may set ``preprocessing.configuration`` and
     ``preprocessing.results_folder`` (relative path of the results inside the model folder).
     """
-    folder = Path(folder)
-    card_in = ModelCard.load(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
+    train_dir, configuration, card_in = resolve_results(folder, configuration)
     if card_in is not None:
-        configuration = configuration or card_in.preprocessing.get("configuration")
-        folder = folder / card_in.preprocessing.get("results_folder", ".")
         label_overrides = label_overrides or card_in.labels
-    train_dir = select_training_folder(folder, configuration)
     # the files as they are before being read (a missing one is reported by read_json)
     json_stamps = [file_stamp(p) if p.is_file() else None for p in identity_files(train_dir, train_dir)[1:]]
     dataset = read_json(train_dir / "dataset.json", "label names and input channels")

@@ -6,6 +6,7 @@ spec the way nnU-Net itself does.
 """
 from __future__ import annotations
 
+import math
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -132,7 +133,4 @@ def read_configuration(plans: dict, name: str, plans_file: str = "plans.json") -
 def batch_size_for(patch) -> int:
     """Patches per network call: small patches run several to a batch (per-call overhead dominates small
     networks on the CPU: 3x faster for 16x32x32); patches of 64^3 voxels or more run one at a time."""
-    voxels = 1
-    for n in patch:
-        voxels *= int(n)
-    return max(1, min(8, (1 << 18) // voxels))
+    return max(1, min(8, (1 << 18) // math.prod(int(n) for n in patch)))
