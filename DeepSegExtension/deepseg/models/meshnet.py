@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelError
-from ..inference.argmax import RunningArgmax, argmax_channels, index_dtype
+from ..inference.argmax import RunningArgmax, index_dtype
 from ..inference.preprocess import normalize
 from ..progress import Progress
 from ..resources import resource_path
@@ -266,10 +266,9 @@ class MeshNetModel(SegmentationModel):
         probs = self._softmax(logits).numpy()  # the same call on the same logits as ``restore``: same values
         fills = self._background(probs.shape[0])
         reference = prepared.reference
-        if reference.same_grid(prepared.context["grid"]):  # label the crop, paste it into the fill's label
-            labels = np.full(reference.shape, self.labels_from_index(np.argmax(fills)), dtype=np.uint16)
-            labels[self._box_kji(prepared)] = self.labels_from_index(argmax_channels(probs)).transpose(
-                np.argsort(self._axes()))
+        if reference.same_grid(prepared.context["grid"]):  # label the crop, paste it into background
+            labels = np.zeros(reference.shape, dtype=np.uint16)
+            labels[self._box_kji(prepared)] = self.labels_from_probabilities(probs).transpose(np.argsort(self._axes()))
         else:
             channels = self._resampled(probs, prepared, fills)
             index = np.zeros(reference.shape, dtype=index_dtype(len(fills)))
