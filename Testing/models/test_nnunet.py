@@ -338,6 +338,30 @@ def test_network_identity_follows_the_files_bytes(results, tmp_path):
     assert compiled_inputs(trainer_folder(results, "2d")) == []
 
 
+@pytest.mark.parametrize("configuration", [None, "2d"])
+def test_a_card_folder_loads_and_names_the_results_it_points_at(results, tmp_path, configuration):
+    """A model folder whose ``deepseg-card.json`` points at its results (``preprocessing.results_folder``) and may
+    choose the configuration: the loader and the background compilation (``compiled_inputs``) read the same
+    training folder and configuration, and name its networks as the results folder itself does."""
+    from deepseg.models.formats import compiled_inputs
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    card = {"id": "tiny", "format": "nnunetv2",
+            "labels": [{"value": 1, "name": "liver"}, {"value": 2, "name": "spleen"}],
+            "preprocessing": {"results_folder": os.path.relpath(results, tmp_path),
+                              **({"configuration": configuration} if configuration else {})}}
+    (tmp_path / "deepseg-card.json").write_text(json.dumps(card))
+    model = load_nnunet_folder(tmp_path)
+    named = [(identity(), shape) for identity, shape in compiled_inputs(tmp_path)]
+    assert model.config.name == (configuration or "3d_fullres") and model.card.id == "tiny"
+    if configuration == "2d":
+        assert named == []  # 2D networks are not compiled ahead
+    else:
+        direct = [(identity(), shape) for identity, shape in compiled_inputs(trainer_folder(results, "3d_fullres"))]
+        assert named == direct and len(named) == 2
+        assert [list(shape[2:]) for _, shape in named] == [list(model.window.patch_size)] * 2
+
+
 def test_a_checkpoint_changed_after_loading_does_not_name_the_loaded_network(results, tmp_path):
     """The compiled files of a network are named by its files' bytes; once a checkpoint is replaced (a model
     updated while the loaded one is still in memory), the loaded network must not take the NEW bytes' name:
