@@ -37,3 +37,49 @@ def test_bowel_beside_the_liver_is_dropped_the_liver_and_its_lesion_are_kept():
 def test_nothing_is_dropped_without_a_confident_core():
     probability, image, *_ = _scene(np.random.default_rng(1))
     assert not liver_core.unlike_core(np.minimum(probability, 0.8), image).any()
+
+
+def _ball(shape, centre, radius) -> np.ndarray:
+    zz, yy, xx = np.indices(shape)
+    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius ** 2
+
+
+def _paint(shape, parts, rng: np.random.Generator):
+    """Probability and image: fat (P 0, intensity -0.3) but for ``parts`` (mask, P, intensity), painted in order."""
+    probability = np.zeros(shape, np.float32)
+    image = rng.normal(-0.3, 0.02, shape).astype(np.float32)
+    for mask, p, value in parts:
+        probability[mask] = p
+        image[mask] = rng.normal(value, 0.01, mask.sum())
+    return probability, image
+
+
+def test_each_condition_keeps_what_it_guards():
+    """Each of the three conditions alone keeps a thick unsure region: liver-bright (an unsure lobe: the intensity
+    rule), inside the hull of the rest of the liver but open to fat (a notch between two lobes: the hull guard),
+    outside the hull but with its rim in the predicted liver (a lesion at the surface, under an unsure capsule:
+    the rim guard); the same dark region outside the hull and open to fat is dropped."""
+    rng, shape = np.random.default_rng(2), (40, 40, 64)
+    liver = _ball(shape, (20, 20, 14), 10) | _ball(shape, (20, 20, 48), 10)
+    bridge = (np.abs(np.indices(shape)[0] - 20) <= 3) & (np.abs(np.indices(shape)[1] - 20) <= 3)
+    liver |= bridge & (np.indices(shape)[2] >= 14) & (np.indices(shape)[2] <= 48)
+    lobe = np.zeros(shape, bool)
+    lobe[8:14, 30:37, 6:22] = True  # beside the first ball, outside the hull, open to fat
+    notch = np.zeros(shape, bool)
+    notch[24:30, 17:24, 25:37] = True  # above the bridge, between the balls: inside the hull
+    outside = np.zeros(shape, bool)
+    outside[26:32, 30:37, 40:56] = True  # beside the second ball, outside the hull, open to fat
+    probability, image = _paint(shape, [(liver, 0.98, 0.2), (lobe, 0.7, 0.2), (notch, 0.7, 0.0),
+                                        (outside, 0.7, 0.0)], rng)
+    drop = liver_core.unlike_core(probability, image)
+    assert not drop[liver | lobe | notch].any()
+    assert drop[outside].mean() > 0.95
+
+    ball = _ball(shape, (20, 20, 24), 12)
+    lesion = _ball(shape, (20, 20, 36), 4)  # on the surface: mostly outside the hull
+    capsule = _ball(shape, (20, 20, 36), 6) & ~ball & ~lesion
+    for covered in (True, False):
+        parts = [(ball, 0.98, 0.2)] + [(capsule, 0.6, 0.2)] * covered + [(lesion, 0.7, 0.0)]
+        drop = liver_core.unlike_core(*_paint(shape, parts, rng))
+        assert not drop[ball & ~lesion].any()
+        assert drop[lesion].mean() == (0.0 if covered else 1.0)
