@@ -99,10 +99,13 @@ def test_local_cluster_completes_when_a_worker_is_killed(model_dir, cohort, tmp_
             time.sleep(0.05)
 
     watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    environ = dict(os.environ)
     watcher.start()
     result = deepseg.batch(model_dir, cohort, out, workers=2, threads_per_worker=1, folds=[0], retries=2,
                            labelmap=True)
     watcher.join(timeout=5)
+    # the workers' nannies set OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ... here; the run puts them back
+    assert dict(os.environ) == environ
     assert killed, "the test never found a worker busy with a case to kill"
 
     rows = _rows(out)
@@ -181,8 +184,12 @@ def test_ctrl_c_keeps_finished_cases_and_the_same_command_resumes(model_dir, tmp
     _assert_complete(out, GOOD)
 
 
-def test_second_client_on_a_running_scheduler(model_dir, cohort, tmp_path):
+def test_second_client_on_a_running_scheduler(model_dir, cohort, tmp_path, request):
     from distributed import Client, LocalCluster
+
+    from deepseg.cohort.run import _restore_environ
+
+    request.addfinalizer(lambda environ=dict(os.environ): _restore_environ(environ))  # this test's own nannies
 
     manifest = tmp_path / "cohort.csv"
     manifest.write_text("case,CT,T1\n" + "".join(f"{c},{cohort / f'{c}_0000.nii.gz'},{cohort / f'{c}_0001.nii.gz'}\n"

@@ -63,6 +63,35 @@ def test_the_background_compilation_is_started_only_for_a_likely_openvino_run(mo
     assert not likely_openvino("auto", "cpu") and likely_openvino("openvino", "cpu")
 
 
+@pytest.mark.parametrize("environ", [{}, {"OMP_NUM_THREADS": "2"}, {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "1"},
+                                     {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}, {"MKL_NUM_THREADS": "1"}])
+def test_the_background_compilation_uses_the_runs_thread_count(environ, tmp_path):
+    """``precompile.cpu_threads`` (told before PyTorch is imported) is the count the run's OpenVINO networks
+    compile with, or the run does not take the background compilation: not PyTorch's count, which reads
+    ``MKL_NUM_THREADS`` over ``OMP_NUM_THREADS`` (Dask's nannies set both to 1 in the process that starts
+    them). A fresh interpreter per environment, as a user's run starts."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+from deepseg.inference.precompile import cpu_threads
+before = cpu_threads()
+from deepseg.inference.device import use_all_cores
+use_all_cores()
+import torch
+from deepseg.inference import backends
+conv = torch.nn.Conv3d(1, 2, 3, padding=1).eval()  # held: BackendNetwork refers to it weakly
+net = backends.BackendNetwork(conv, "openvino")
+run = net.compile((1, 1, 8, 8, 8), net.streams_for(64))
+print(before, run.compiled.get_property("INFERENCE_NUM_THREADS"))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **environ, "DEEPSEG_HOME": str(tmp_path)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1]
+
+
 def test_impossible_choices_name_the_fix():
     with pytest.raises(InputError, match="Unknown inference backend"):
         resolve_backend("tensorrt", CPU)
@@ -180,7 +209,7 @@ def test_a_shape_that_does_not_convert_leaves_the_other_shapes_converted(backend
         torch.testing.assert_close(got_small, net(small), rtol=0, atol=1e-5)
 
 
-def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_result():
+def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_result(monkeypatch):
     """Many patches: OpenVINO runs one stream per thread (two here), patches in flight at once, and the
     stitched logits equal PyTorch's sliding window (with mirroring and Gaussian weighting)."""
     from deepseg.inference.sliding_window import predict_sliding_window
@@ -189,13 +218,9 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
     net = small_unet(3)
     image = np.random.default_rng(0).normal(size=(1, 24, 56, 48)).astype(np.float32)
     window = WindowSpec((16, 32, 32), 0.5, "gaussian", (0, 1, 2))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        expected = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="torch")
-        got = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="openvino")
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the count CPU inference runs with (precompile.cpu_threads)
+    expected = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="torch")
+    got = predict_sliding_window([net], image, window, 3, device="cpu", mirror=True, backend="openvino")
     wrapped = on_backend(net, "openvino")
     assert wrapped.failed is None
     # what DeepSeg asks for (the streams OpenVINO grants depend on the machine's cores): one network compiled
@@ -276,7 +301,7 @@ def test_the_least_recently_used_compiled_shape_is_dropped_first():
     assert shapes[0] in kept and shapes[-1] in kept and shapes[1] not in kept, kept
 
 
-def test_instance_norms_are_exported_written_out_with_float32_accurate_statistics():
+def test_instance_norms_are_exported_written_out_with_float32_accurate_statistics(monkeypatch):
     """Export replaces nnU-Net's instance norms (held twice in each block) by the written-out formula: same
     outputs, no batch-norm op left in the exported graph, the caller's network untouched. On a large
     activation OpenVINO's result is as close to float64 as PyTorch's float32: a norm reduced along one float32
@@ -298,12 +323,8 @@ def test_instance_norms_are_exported_written_out_with_float32_accurate_statistic
     x = torch.randn(1, 1, 48, 96, 96) * 0.5 + 0.3  # 442k voxels per channel in the first stage
     with torch.inference_mode():
         exact = copy.deepcopy(net).double()(x.double())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one stream's single thread: the longest chains (throughput mode's case)
-    try:
-        got = on_backend(net, "openvino")(x)
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one stream's single thread: the longest chains (throughput mode's case)
+    got = on_backend(net, "openvino")(x)
     assert on_backend(net, "openvino").failed is None
     assert float((got.double() - exact).norm() / exact.norm()) < 2e-6  # measured 6.9e-7; old export 8.9e-5
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -252,12 +253,23 @@ def _local_cluster(stack: ExitStack, plan: WorkerPlan):
     from distributed import LocalCluster
 
     threads = str(plan.threads)
+    stack.callback(_restore_environ, dict(os.environ))  # registered first: runs after the cluster closed
     cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            memory_limit=plan.memory_limit, dashboard_address=None,
                            scheduler_kwargs={"allowed_failures": 0},
                            env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
     stack.callback(cluster.close)
     return cluster
+
+
+def _restore_environ(saved: dict) -> None:
+    """Put this process's environment back as it was: each local worker's nanny sets its pre-spawn
+    variables (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``PYTHONHASHSEED``, ...) in the process that starts
+    the cluster (``distributed.nanny.pre-spawn-environ``) and leaves them there; the caller's later runs (Slicer's
+    Python, a notebook) would otherwise take their thread counts from them."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update({key: value for key, value in saved.items() if os.environ.get(key) != value})
 
 
 def _resolve_model(model: "str | Path") -> str:

@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..io.atomic import write_atomically
 from .backend_names import BACKENDS
 from .folded_decoder import folded_decoder
-from .precompile import (EXPORT_VERSION, backend_dir, compile_openvino, identity_key, openvino,
+from .precompile import (EXPORT_VERSION, backend_dir, compile_openvino, cpu_threads, identity_key, openvino,
                          requested_backend, take)
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class BackendNetwork:
     def streams_for(self, calls: int) -> int:
         """How many of ``calls`` network calls to run at once: one per CPU thread for OpenVINO (each call
         single-threaded, in its own stream), else one."""
-        return max(1, min(calls, _threads())) if self.backend == "openvino" else 1
+        return max(1, min(calls, cpu_threads())) if self.backend == "openvino" else 1
 
     def streamed(self, streams: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """This network as a callable for ``streams`` threads calling it at once."""
@@ -327,8 +327,6 @@ def exported_program(net: nn.Module, shape: tuple) -> "torch.export.ExportedProg
         torch_log.setLevel(level)
 
 
-def _threads() -> int:
-    return max(1, torch.get_num_threads())
 
 
 def openvino_model_file(net: nn.Module, shape: tuple, stem: Path) -> Path:
@@ -350,7 +348,7 @@ def openvino_model_file(net: nn.Module, shape: tuple, stem: Path) -> Path:
 
 def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1) -> Runner:
     xml = openvino_model_file(net, shape, stem)
-    threads = _threads()
+    threads = cpu_threads()
     compiled = take(xml, streams, threads)  # compiled in the background when the run started (``precompile``)
     if compiled is None:
         compiled = compile_openvino(xml, streams, threads)
@@ -384,7 +382,7 @@ def _onnxruntime_runner(net: nn.Module, shape: tuple, stem: Path) -> Runner:
 
         write_atomically(path, save)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = cpu_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -37,7 +37,7 @@ def resolve_device(choice: "str | torch.device" = "auto") -> torch.device:
 def use_all_cores() -> None:
     """CPU inference uses every core the process may run on (respecting affinity and OMP_NUM_THREADS)."""
     if "OMP_NUM_THREADS" in os.environ:
-        return
+        return  # PyTorch took its count from the environment
     n = cpu_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -48,8 +48,10 @@ def identity_key(identity: str, shape: Sequence[int]) -> str:
 
 
 def cpu_threads() -> int:
-    """The threads CPU inference runs with (``device.use_all_cores``): ``OMP_NUM_THREADS``, else every core
-    the process may run on."""
+    """The threads CPU inference runs with: ``OMP_NUM_THREADS``, else every core the process may run on.
+    One count, told without importing PyTorch, for the background compilation and the run's (``backends``):
+    a compilation for another count is not taken (PyTorch's own count may differ: it reads ``MKL_NUM_THREADS``
+    over ``OMP_NUM_THREADS``)."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     try:
