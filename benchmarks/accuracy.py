@@ -300,7 +300,7 @@ CASES = {
         "brighter than muscle: a diagnostic of the contrast the MR network expects, not a supported input"),
     "lits117-top-cut": Case(
         "lits117-top-cut", _without_top(lambda: CASES["lits117"].load(), 20.0),
-        "lits117 without the top 21 mm (its superior end is the i axis): the liver cut by the top"),
+        "lits117 without the top 19.5 mm (20 mm asked, 13 slices of 1.5 mm; its superior end is the i axis): the liver cut by the top"),
     **{f"lits117-top-cut-{mm}": Case(
         f"lits117-top-cut-{mm}", _without_top(lambda: CASES["lits117"].load(), mm),
         f"lits117 without the top {1.5 * round(mm / 1.5):g} mm: the liver cut by the top") for mm in (40, 60)},
