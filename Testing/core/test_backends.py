@@ -231,6 +231,29 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
+def test_openvino_lends_its_output_buffers_and_never_overwrites_one_still_held():
+    """An OpenVINO output is the infer request's own buffer (no copy of a CT-sized patch's logits); a request is
+    used again only once nothing holds its output, and callers holding more outputs than there are streams get
+    new requests instead of waiting (they would wait forever: nobody else frees what they hold)."""
+    net = small_unet()
+    run = on_backend(net, "openvino").compile((1, 1, 16, 32, 32), streams=1)
+    inputs = [np.random.default_rng(seed).normal(size=(1, 1, 16, 32, 32)).astype(np.float32) for seed in range(3)]
+    held = [run(x) for x in inputs]  # three outputs held at once, one stream
+    with torch.inference_mode():
+        for x, out in zip(inputs, held):
+            torch.testing.assert_close(torch.from_numpy(out), net(torch.from_numpy(x)), rtol=0, atol=1e-4)
+    base, owners = held[0], []
+    while base is not None:
+        owners.append(type(base).__module__)
+        base = getattr(base, "base", None)
+    assert owners[-1].startswith("openvino"), owners  # a view of OpenVINO's tensor, not a copy
+    pointers = {out.ctypes.data for out in held}
+    assert len(pointers) == 3
+    del held, out
+    again = run(inputs[0])
+    assert again.ctypes.data in pointers  # a released request (and its buffer) is used again
+
+
 class Branchy(torch.nn.Module):
     """``net`` behind a data-dependent branch that never changes its result: ``torch.export`` refuses it."""
 

@@ -308,6 +308,7 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
                         add_weighted(acc[(slice(None), *sl)], lg, scale)
                         norm[sl] += weights
                     steps.patches_done(len(chunk))
+                    del logits, lg  # an OpenVINO output is its request's buffer, lent until no tensor holds it
             if per_network:
                 total += acc / norm
                 acc.zero_()
