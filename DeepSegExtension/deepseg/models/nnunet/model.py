@@ -99,12 +99,15 @@ class NnUNetModel(SegmentationModel):
             progress=progress, batch_size=self.batch_size, forward=forward)
 
     # --- back to the input grid -------------------------------------------------------------------
-    def _to_cropped_grid(self, maps, prepared: Prepared) -> torch.Tensor:
-        """Network grid -> the cropped, transposed input grid (a new tensor, never the caller's)."""
+    def _to_cropped_grid(self, maps, prepared: Prepared, rounded_to: Optional[torch.dtype] = None) -> torch.Tensor:
+        """Network grid -> the cropped, transposed input grid (a new tensor, never the caller's), its values
+        rounded to ``rounded_to`` when given (the rounded copy is the new tensor: no extra pass)."""
         ctx = prepared.context
         given = torch.as_tensor(maps, dtype=torch.float32)
         x = resample(given, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
                      self.config.resample_probabilities)
+        if rounded_to is not None:
+            return x.to(rounded_to).float()
         return x.clone() if x is given else x
 
     def _uncrop(self, x: torch.Tensor, prepared: Prepared, fill: Sequence[float]) -> np.ndarray:
@@ -124,10 +127,9 @@ class NnUNetModel(SegmentationModel):
         return self._uncrop(x, prepared, fill_values(fill, x.shape[0]))
 
     def restore(self, logits, prepared: Prepared) -> np.ndarray:
-        x = self._to_cropped_grid(logits, prepared)
         # nnU-Net resamples half-precision logits into a half-precision array: the same rounding gives its
         # labels where two classes' logits are within a rounding step of each other
-        x.copy_(x.half())
+        x = self._to_cropped_grid(logits, prepared, rounded_to=torch.half)
         _nonlin_(x, self.scheme.regions)
         # outside the non-zero box nnU-Net predicts background
         fill = [0.0] * x.shape[0] if self.scheme.regions else [1.0] + [0.0] * (x.shape[0] - 1)
