@@ -231,6 +231,25 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
+def test_a_background_compilation_for_other_settings_is_dropped_when_the_run_compiles_its_own(store):
+    """The run of a small image asks for fewer streams than the background compiled for: it compiles its own and
+    the background's compilation is not kept for the life of the process (Slicer's: GBs for a CT-sized net)."""
+    import threading
+
+    from deepseg.inference import precompile
+
+    shape = (1, 1, 16, 32, 32)
+    xml = backends.openvino_model_file(small_unet(), shape,
+                                       precompile.backend_dir("openvino") / precompile.identity_key("files", shape))
+    precompile.start(lambda: "files", shape, streams=2, threads=2)
+    for thread in threading.enumerate():
+        if thread.name == "deepseg-precompile":
+            thread.join()
+    assert (str(xml), 2, 2) in precompile._PENDING
+    assert precompile.take(xml, 1, 2) is None  # one stream wanted: not the background's
+    assert not [key for key in precompile._PENDING if key[0] == str(xml)]
+
+
 def test_openvino_lends_its_output_buffers_and_never_overwrites_one_still_held():
     """An OpenVINO output is the infer request's own buffer (no copy of a CT-sized patch's logits); a request is
     used again only once nothing holds its output, and callers holding more outputs than there are streams get

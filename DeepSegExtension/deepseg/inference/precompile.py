@@ -147,9 +147,13 @@ def start(identity: Callable[[], Optional[str]], shape: Sequence[int], streams: 
 
 
 def take(xml: Path, streams: int, threads: int):
-    """The network ``start`` compiled for these files and settings (waiting for it), or None."""
+    """The network ``start`` compiled for these files and settings (waiting for it), or None. Compilations of
+    the same files for other settings are dropped too: the run compiles its own and nothing would take them (an
+    image with fewer patches than threads runs fewer streams), while a long-lived process (Slicer) would keep
+    each (GBs for a CT-sized network)."""
     with _LOCK:
-        pending = _PENDING.pop((str(xml), streams, threads), None)
+        same_files = {key: _PENDING.pop(key) for key in [key for key in _PENDING if key[0] == str(xml)]}
+    pending = same_files.get((str(xml), streams, threads))
     if pending is None:
         return None
     try:
