@@ -525,3 +525,27 @@ def test_each_stage_matches_nnunet_predictor(results, case, predictor_run):
     mine = model.labels_from_probabilities(model.restore(ref, prepared))
     assert mine.shape == theirs.shape and np.mean(mine != theirs) <= 1e-4
     assert np.mean(theirs == predictor_run["labels"]) == 1.0
+
+
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_labels_only_restore_equals_labelling_the_probabilities(results, case, configuration):
+    """``restore_labels`` (no input-grid probability map) gives the probability path's labels voxel
+    for voxel, ties included: on the fixture case with a zero border (so the non-zero crop is pasted back into
+    background), for the network's logits and for logits with exact ties between two channels."""
+    from deepseg.io import read_volume
+    from deepseg.models.nnunet import load_nnunet_folder
+
+    model = load_nnunet_folder(trainer_folder(results, configuration), folds=[0])
+    volumes = [read_volume(p) for p in case[0]]
+    volumes = [v.with_array(np.pad(v.array[2:-2, 3:-3, 2:-2], ((2, 2), (3, 3), (2, 2)))) for v in volumes]
+    prepared = model.prepare(volumes)
+    assert tuple(prepared.context["shape_cropped"]) != tuple(prepared.context["shape_before_crop"])
+    logits = model.predict_logits(prepared, device="cpu", tta=False)
+    tied = logits.clone()
+    tied[2] = tied[1]
+    for output in (logits, tied):
+        expected = model.labels_from_probabilities(model.restore(output, prepared))
+        got = model.restore_labels(output, prepared)
+        assert got.shape == volumes[0].shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        assert set(np.unique(got)) >= {0, 1}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError, ModelError
+from ...inference.argmax import argmax_channels
 from ...inference.backends import identify
 from ...progress import Progress
 from ...volume import Volume
@@ -115,7 +116,7 @@ class NnUNetModel(SegmentationModel):
         ctx = prepared.context
         full = ctx["shape_before_crop"]
         if tuple(x.shape[1:]) != tuple(full):
-            out = torch.empty((x.shape[0], *full), dtype=torch.float32)
+            out = torch.empty((x.shape[0], *full), dtype=x.dtype)
             for c, value in enumerate(fill):
                 out[c] = value
             out[(slice(None), *(slice(a, b) for a, b in ctx["bbox"]))] = x
@@ -126,14 +127,30 @@ class NnUNetModel(SegmentationModel):
         x = self._to_cropped_grid(maps, prepared)
         return self._uncrop(x, prepared, fill_values(fill, x.shape[0]))
 
-    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+    def _probabilities(self, logits, prepared: Prepared) -> torch.Tensor:
+        """The cropped grid's probabilities ``(C, ...)`` (a new tensor)."""
         # nnU-Net resamples half-precision logits into a half-precision array: the same rounding gives its
         # labels where two classes' logits are within a rounding step of each other
         x = self._to_cropped_grid(logits, prepared, rounded_to=torch.half)
         _nonlin_(x, self.scheme.regions)
+        return x
+
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
+        x = self._probabilities(logits, prepared)
         # outside the non-zero box nnU-Net predicts background
         fill = [0.0] * x.shape[0] if self.scheme.regions else [1.0] + [0.0] * (x.shape[0] - 1)
         return self._uncrop(x, prepared, fill)
+
+    def restore_labels(self, logits, prepared: Prepared) -> Optional[np.ndarray]:
+        """``restore``'s labels (the same probabilities, the first channel on ties) taken on the cropped grid and
+        pasted into background: no input-grid probability map (``(C, ...)`` float32 of the whole input when the
+        non-zero box is smaller, e.g. an MR's air). Region-based models (their painting order reads the
+        probabilities): None."""
+        if self.scheme.regions:
+            return None
+        index = argmax_channels(self._probabilities(logits, prepared).numpy())
+        index_full = self._uncrop(torch.from_numpy(index)[None], prepared, [0.0])[0]  # background: channel 0
+        return self.refine(self.labels_from_index(index_full), None, prepared.reference)
 
     def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         if not self.scheme.regions:
