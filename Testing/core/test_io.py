@@ -21,6 +21,19 @@ def test_write_read_round_trip_keeps_geometry(tmp_path, oblique_volume, suffix):
     np.testing.assert_allclose(back.direction, oblique_volume.direction, atol=1e-5)
 
 
+def test_nifti_gz_is_written_fast_with_the_header_of_an_uncompressed_nifti(tmp_path, oblique_volume):
+    """A ``.nii.gz`` is SimpleITK's NIfTI, byte for byte once unzipped, gzipped at the fastest level (gzip's XFL
+    flag 4; SimpleITK's own gzip is level 6 and cannot be told otherwise), with nothing left beside it."""
+    import gzip
+
+    write_volume(oblique_volume, tmp_path / "v.nii.gz")
+    write_volume(oblique_volume, tmp_path / "v.nii", compress=False)
+    data = (tmp_path / "v.nii.gz").read_bytes()
+    assert data[:2] == b"\x1f\x8b" and data[8] == 4
+    assert gzip.decompress(data) == (tmp_path / "v.nii").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nii", "v.nii.gz"]
+
+
 def test_mgz_matches_nibabel_affine(shared):
     import nibabel as nib
 
