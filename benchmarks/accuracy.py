@@ -172,22 +172,52 @@ def _slab(load: Callable[[], tuple], k0: int, k1: int) -> Callable[[], tuple]:
     return slab
 
 
-def _without_top(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
-    """A case without the top ``mm`` of its field of view (the superior end, found from the direction matrix)."""
+def _without(load: Callable[[], tuple], mm: float, side: str = "S") -> Callable[[], tuple]:
+    """A case without ``mm`` of its field of view at the patient's ``side`` (one of "LPSRAI": "S" the top,
+    "I" the bottom, "R"/"L" the patient's right/left), the storage axis and its sense found from the direction
+    matrix."""
+    lps_axis, toward_plus = ("LPS".index(side), True) if side in "LPS" else ("RAI".index(side), False)
+
     def cut():
         from deepseg.models.liver_prep import lps_orientation
 
         image, reference = load()
         ornt = lps_orientation(image.direction, image.spacing)
-        axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # the storage axis (i, j or k) along inferior-superior
+        axis = int(np.flatnonzero(ornt[:, 0] == lps_axis)[0])  # the storage axis (i, j or k) along that side
         lo, hi = [0, 0, 0], list(image.size_ijk)
         n = int(round(mm / image.spacing[axis]))
-        if ornt[axis, 1] > 0:
+        if (ornt[axis, 1] > 0) == toward_plus:
             hi[axis] -= n
         else:
             lo[axis] = n
         return _cut((image, reference), lo, hi)
     return cut
+
+
+def _without_top(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
+    """A case without the top ``mm`` of its field of view (the superior end)."""
+    return _without(load, mm, "S")
+
+
+def _resliced(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
+    """A case whose k axis is resampled to ``mm`` slices over the same extent (robustness.slice_spacing: linear
+    for the image, nearest for the reference): the scan reconstructed at another slice spacing."""
+    def load_resliced():
+        import robustness
+
+        image, reference = load()
+        moved = robustness.slice_spacing(image, mm)
+        return moved.image, moved.image.with_array(moved.there(reference.array).astype(np.uint16))
+    return load_resliced
+
+
+def _noisy(load: Callable[[], tuple], sd_hu: float, seed: int = 0) -> Callable[[], tuple]:
+    """A case with white Gaussian noise of ``sd_hu`` added (fixed seed): a lower-dose scan of the same patient."""
+    def load_noisy():
+        image, reference = load()
+        noise = np.random.default_rng(seed).normal(0.0, sd_hu, image.shape).astype(np.float32)
+        return image.with_array(image.array.astype(np.float32) + noise), reference
+    return load_noisy
 
 
 def _air_above(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
@@ -298,6 +328,56 @@ CASES = {
         "totalseg-mr-inverted", _inverted(_totalseg("example_mr_sm.nii.gz", "example_seg_mr.nii.gz")),
         "the TotalSegmentator example MR with inverted intensities (max - value), so fat is dark and the liver "
         "brighter than muscle: a diagnostic of the contrast the MR network expects, not a supported input"),
+    **{f"totalseg-ct-full-top-cut-{mm}": Case(
+        f"totalseg-ct-full-top-cut-{mm}", _without_top(lambda: CASES["totalseg-ct-full"].load(), mm),
+        f"totalseg-ct-full without the top {3 * round(mm / 3)} mm of its field of view (the scan starts lower in the "
+        "liver)") for mm in (30, 50, 75)},
+    **{f"totalseg-ct-full-slices-{mm:g}mm": Case(
+        f"totalseg-ct-full-slices-{mm:g}mm", _resliced(lambda: CASES["totalseg-ct-full"].load(), mm),
+        f"totalseg-ct-full reconstructed at {mm:g} mm slices (k axis resampled linearly over the same extent; "
+        "reference nearest)") for mm in (1.5, 5.0)},
+    "totalseg-ct-full-flipped": Case(
+        "totalseg-ct-full-flipped", _restored(lambda: CASES["totalseg-ct-full"].load(), "flip_storage"),
+        "totalseg-ct-full stored in reverse order along i, j and k (direction and origin compensate)"),
+    "totalseg-ct-full-permuted": Case(
+        "totalseg-ct-full-permuted", _restored(lambda: CASES["totalseg-ct-full"].load(), "permute_storage"),
+        "totalseg-ct-full stored with permuted axes (i, j, k) -> (j, k, i): the same physical image"),
+    "totalseg-ct-full-narrow-fov": Case(
+        "totalseg-ct-full-narrow-fov", _without(_without(lambda: CASES["totalseg-ct-full"].load(), 30.0, "R"), 30.0, "L"),
+        "totalseg-ct-full reconstructed with a 306 mm field of view (30 mm less on the patient's right and left; "
+        "the body, already cut at both sides, more so)"),
+    "totalseg-ct-full-right-cut": Case(
+        "totalseg-ct-full-right-cut", _without(lambda: CASES["totalseg-ct-full"].load(), 60.0, "R"),
+        "totalseg-ct-full without 60 mm on the patient's right (an off-centre patient: the field of view cuts the "
+        "liver's lateral edge)"),
+    "totalseg-ct-full-bottom-cut": Case(
+        "totalseg-ct-full-bottom-cut", _without(lambda: CASES["totalseg-ct-full"].load(), 150.0, "I"),
+        "totalseg-ct-full without its lowest 150 mm (the pelvis): an upper-abdomen scan, 186 mm, no lungs"),
+    "totalseg-ct-full-noisy": Case(
+        "totalseg-ct-full-noisy", _noisy(lambda: CASES["totalseg-ct-full"].load(), 25.0),
+        "totalseg-ct-full with white Gaussian noise of SD 25 HU added (seed 0): a lower-dose scan"),
+    "totalseg-ct-full-top-cut-40-noisy": Case(
+        "totalseg-ct-full-top-cut-40-noisy", _noisy(_without_top(lambda: CASES["totalseg-ct-full"].load(), 40.0), 25.0),
+        "totalseg-ct-full-top-cut-40 with white Gaussian noise of SD 25 HU added (seed 0)"),
+    "totalseg-ct-full-top-cut-40-flipped": Case(
+        "totalseg-ct-full-top-cut-40-flipped", _restored(_without_top(lambda: CASES["totalseg-ct-full"].load(), 40.0), "flip_storage"),
+        "totalseg-ct-full-top-cut-40 stored in reverse order along i, j and k"),
+    "totalseg-ct-full-top-cut-40-slices-5mm": Case(
+        "totalseg-ct-full-top-cut-40-slices-5mm", _resliced(_without_top(lambda: CASES["totalseg-ct-full"].load(), 40.0), 5.0),
+        "totalseg-ct-full-top-cut-40 reconstructed at 5 mm slices"),
+    **{f"totalseg-aorta-ct-bottom-cut-{mm}": Case(
+        f"totalseg-aorta-ct-bottom-cut-{mm}", _without(totalseg_aorta_ct, mm, "I"),
+        f"totalseg-aorta-ct without its lowest {mm} mm (the scan ends higher in the liver; lungs in view)")
+        for mm in (15, 30)},
+    "totalseg-aorta-ct-slices-5mm": Case(
+        "totalseg-aorta-ct-slices-5mm", _resliced(totalseg_aorta_ct, 5.0),
+        "totalseg-aorta-ct reconstructed at 5 mm slices (k axis resampled linearly; reference nearest)"),
+    "totalseg-aorta-ct-flipped": Case(
+        "totalseg-aorta-ct-flipped", _restored(totalseg_aorta_ct, "flip_storage"),
+        "totalseg-aorta-ct stored in reverse order along i, j and k"),
+    "totalseg-aorta-ct-narrow-fov": Case(
+        "totalseg-aorta-ct-narrow-fov", _without(_without(totalseg_aorta_ct, 30.0, "R"), 30.0, "L"),
+        "totalseg-aorta-ct with 30 mm less field of view on the patient's right and left"),
     "lits117-top-cut": Case(
         "lits117-top-cut", _without_top(lambda: CASES["lits117"].load(), 20.0),
         "lits117 without the top 19.5 mm (20 mm asked, 13 slices of 1.5 mm; its superior end is the i axis): the liver cut by the top"),
@@ -337,6 +417,17 @@ LIVER = {"liver": ((1, 2), (5,))}
 NO_LIVER = {"liver (none in the scan)": ((1, 2), ())}
 
 
+# the large-FOV CTs in other fields of view, spacings, storage orders and noise (issue 12: a held-out scan)
+LARGE_FOV_VARIANTS = (
+    "totalseg-ct-full-top-cut-30", "totalseg-ct-full-top-cut-50", "totalseg-ct-full-top-cut-75",
+    "totalseg-ct-full-slices-1.5mm", "totalseg-ct-full-slices-5mm", "totalseg-ct-full-flipped",
+    "totalseg-ct-full-permuted", "totalseg-ct-full-narrow-fov", "totalseg-ct-full-right-cut",
+    "totalseg-ct-full-bottom-cut", "totalseg-ct-full-noisy", "totalseg-ct-full-top-cut-40-noisy",
+    "totalseg-ct-full-top-cut-40-flipped", "totalseg-ct-full-top-cut-40-slices-5mm",
+    "totalseg-aorta-ct-bottom-cut-15", "totalseg-aorta-ct-bottom-cut-30", "totalseg-aorta-ct-slices-5mm",
+    "totalseg-aorta-ct-flipped", "totalseg-aorta-ct-narrow-fov")
+
+
 def _ct_liver(case: str, structures: dict = LIVER) -> Run:
     """The CT liver model on ``case``."""
     return Run(f"pyliverlesionseg-liver / {case}", _liver_model(False), CASES[case], structures)
@@ -362,6 +453,7 @@ RUNS: list[Run] = [
     *(_ct_liver(case) for case in ("totalseg-ct-full-top-cut-40", "totalseg-ct-full-top-cut-60",
                                    "totalseg-ct-full-top-cut-air-above", "totalseg-aorta-ct-top-cut-40",
                                    "totalseg-aorta-ct-top-cut-60")),
+    *(_ct_liver(case) for case in LARGE_FOV_VARIANTS),
 ]
 
 
