@@ -83,3 +83,25 @@ def test_each_condition_keeps_what_it_guards():
         drop = liver_core.unlike_core(*_paint(shape, parts, rng))
         assert not drop[ball & ~lesion].any()
         assert drop[lesion].mean() == (0.0 if covered else 1.0)
+
+
+def test_lobes_cut_apart_by_the_top_of_the_scan_are_kept():
+    """A liver cut by the top of the grid (axis 0 grows superior) in two pieces, as lobes joined above the scan:
+    the smaller lobe, liver-bright and running out of the top, is kept with the largest piece; a piece the network
+    is as sure of but darker (bowel) or ending below the top is not; nor is any piece when the largest does not
+    reach the top (a liver whose top is in the scan is one piece)."""
+    rng, shape = np.random.default_rng(3), (40, 40, 70)
+    z = np.indices(shape)[0]
+    liver = _ball(shape, (40, 20, 18), 16) & (z < 40)  # cut by the top slice
+    lobe = _ball(shape, (40, 20, 50), 7) & (z < 40)  # apart from it in the scan
+    bowel = _ball(shape, (40, 6, 50), 5) & (z < 40) & ~lobe
+    low = _ball(shape, (12, 32, 52), 5)  # liver-bright, far below the top
+    probability, image = _paint(shape, [(liver, 0.98, 0.2), (lobe, 0.95, 0.21), (bowel, 0.95, 0.0),
+                                        (low, 0.95, 0.2)], rng)
+    mask = liver_mask_3mm(probability, image, top_slices=5)
+    assert mask[liver].mean() > 0.95 and mask[lobe].mean() > 0.9
+    assert not mask[bowel].any() and not mask[low].any()
+    assert not liver_mask_3mm(probability)[lobe].any()  # the original keeps the largest piece only
+    above = ((0, 6), (0, 0), (0, 0))  # six slices of fat above: the liver's top is in the scan
+    mask = liver_mask_3mm(np.pad(probability, above), np.pad(image, above, constant_values=-0.3), top_slices=5)
+    assert not mask[:40][lobe].any() and mask[:40][liver].mean() > 0.95

@@ -20,7 +20,9 @@ the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the l
 (``liver_site``), the network runs again with the box's top mirrored up by the same 90 mm, as it was
 trained on boxes reaching 70 mm above the dome -- cut at its top, the liver is otherwise grown down into the
 bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md); in such a scan, bowel the network still
-adds to the liver is dropped (``liver_core.unlike_core``) before the largest component is taken.  CT only:
+adds to the liver is dropped (``liver_core.unlike_core``) before the largest component is taken, and the liver's
+other pieces that run out of the top of the scan (lobes joined above it, ``liver_core.lobes_cut_by_top``) are kept
+with it.  CT only:
 constant-valued padding is read as air (``liver_prep.padding_to_air``), and a predicted liver with neither
 lungs nor the top of the field of view above it is dropped (``liver_site``).
 """
@@ -41,7 +43,7 @@ from . import liver_prep as lp
 from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
-from .liver_core import unlike_core
+from .liver_core import lobes_cut_by_top, unlike_core
 from .liver_site import FOV_TOP_MM, liver_top_is_covered
 from .networks.liver_unet import LiverUNet
 
@@ -73,13 +75,17 @@ def _net_to_xyz(array_zyx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.flip(np.asarray(array_zyx).transpose(2, 1, 0), (0, 1)))
 
 
-def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None) -> np.ndarray:
+def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None, top_slices: float = 0.0) -> np.ndarray:
     """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate;
-    given the network's input ``image``, bowel grown onto the liver is dropped first (``liver_core``)."""
+    given the network's input ``image`` (a scan whose top cuts the liver), bowel grown onto the liver is dropped
+    first and the liver's lobes cut apart by the top (within ``top_slices`` of it) are kept (``liver_core``)."""
     if image is not None:
         probability = np.where(unlike_core(probability, image), 0, probability)
-    largest = lp.largest_component(ndimage.binary_erosion(probability > 0.5, _OPEN))
-    return ndimage.binary_dilation(largest, _OPEN)
+    parts = ndimage.binary_erosion(probability > 0.5, _OPEN)
+    liver = lp.largest_component(parts)
+    if image is not None:
+        liver |= lobes_cut_by_top(parts, liver, probability, image, top_slices)
+    return ndimage.binary_dilation(liver, _OPEN)
 
 
 def _reaches_top(probability_zyx: np.ndarray, slices: float) -> bool:
@@ -191,7 +197,8 @@ class LiverModel(SegmentationModel):
         body = p[lo:p.shape[0] - hi]
         # a scan without lungs starts inside the liver: the network grows a cut liver into the bowel (liver_core)
         image = prepared.image[0][lo:p.shape[0] - hi] if prepared.context["context_above"] else None
-        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image), body, 0)
+        top = FOV_TOP_MM / self.liver_spacing[2]
+        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image, top), body, 0)
         liver = self.to_input_grid(kept[None], prepared)[0]
         if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
                                                               prepared.context["site"]):

@@ -10,6 +10,12 @@ when all three hold: the network is unsure of it, its intensity lies outside the
 robust SDs), and it belongs to a region of such voxels thick enough to survive erosion (the partial-volume
 rim of a liver, one or two voxels of liver and fat, is kept) that lies mostly outside the convex hull of the rest
 of the liver (a lesion, darker than the liver and often uncertain, lies inside the liver).
+
+The same scan can show a cut liver in pieces: its lobes join above the cut (the example CT without its top 60 mm
+holds its left lobe's tip as a separate 19 mL piece), and the network's unsure bridge between them may be
+dropped as above (the same CT without its top 50 mm).  Taking the largest component alone loses those lobes;
+``lobes_cut_by_top`` gives back every other piece that runs out of the top of the scan, as the liver does, and
+has the core's intensity.
 """
 from __future__ import annotations
 
@@ -30,15 +36,25 @@ MIN_CORE_VOXELS = 50  # fewer core voxels give no trustworthy intensity: nothing
 _S18 = ndimage.generate_binary_structure(3, 2)
 
 
+def core_intensity(probability: np.ndarray, image: np.ndarray) -> "tuple[float, float] | None":
+    """Median intensity of the liver's confident core (the largest component of P > ``CORE_PROBABILITY``,
+    eroded twice) and the spread around it taken as the liver's (``SPREAD_SDS`` robust SDs); None when the core
+    holds fewer than ``MIN_CORE_VOXELS`` voxels."""
+    core = largest_component(ndimage.binary_erosion(probability > CORE_PROBABILITY, _S18, iterations=2))
+    if core.sum() < MIN_CORE_VOXELS:
+        return None
+    values = image[core]
+    median = float(np.median(values))
+    return median, SPREAD_SDS * 1.4826 * float(np.median(np.abs(values - median)))
+
+
 def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map
     and the network's input ``image`` (same grid, any intensity scale)."""
-    core = largest_component(ndimage.binary_erosion(probability > CORE_PROBABILITY, _S18, iterations=2))
-    if core.sum() < MIN_CORE_VOXELS:
+    window = core_intensity(probability, image)
+    if window is None:
         return np.zeros(probability.shape, bool)
-    values = image[core]
-    median = float(np.median(values))
-    spread = SPREAD_SDS * 1.4826 * float(np.median(np.abs(values - median)))
+    median, spread = window
     unsure = (probability > 0.5) & (probability < CORE_PROBABILITY) & (np.abs(image - median) > spread)
     thick = ndimage.binary_propagation(ndimage.binary_erosion(unsure, _S18, iterations=THICK_EROSIONS), _S18,
                                        mask=unsure)
@@ -55,6 +71,29 @@ def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
         if (probability[rim] > 0.5).mean() < ENCLOSED:
             drop |= region
     return drop
+
+
+def lobes_cut_by_top(parts: np.ndarray, liver: np.ndarray, probability: np.ndarray, image: np.ndarray,
+                     top_slices: float) -> np.ndarray:
+    """The components of ``parts`` (face-connected, as ``largest_component``) other than ``liver`` that belong to
+    a liver cut by the top of the grid (axis 0 grows superior): only when ``liver`` reaches within
+    ``top_slices`` of the top, those that reach it too and whose median intensity lies within the core's
+    (``core_intensity``).  Bowel the network joins to a cut liver has another intensity; a piece ending below
+    the top cannot join the liver above the scan."""
+    keep = np.zeros(parts.shape, bool)
+    top = parts.shape[0] - 1 - top_slices
+    levels = np.flatnonzero(liver.any((1, 2)))
+    window = core_intensity(probability, image)
+    if levels.size == 0 or levels[-1] < top or window is None:
+        return keep
+    labels, n = ndimage.label(parts & ~liver)
+    if n == 0:
+        return keep
+    index = np.arange(1, n + 1)
+    highest = ndimage.maximum(np.indices(parts.shape)[0], labels, index)
+    median = ndimage.median(image, labels, index)
+    ids = index[(np.asarray(highest) >= top) & (np.abs(np.asarray(median) - window[0]) <= window[1])]
+    return np.isin(labels, ids)
 
 
 def _in_hull(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
