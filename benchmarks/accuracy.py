@@ -369,6 +369,10 @@ CASES = {
         f"totalseg-aorta-ct-bottom-cut-{mm}", _without(totalseg_aorta_ct, mm, "I"),
         f"totalseg-aorta-ct without its lowest {mm} mm (the scan ends higher in the liver; lungs in view)")
         for mm in (15, 30)},
+    **{f"totalseg-aorta-ct-lowest-{mm}": Case(
+        f"totalseg-aorta-ct-lowest-{mm}", _without(totalseg_aorta_ct, 286.5 - mm, "S"),
+        f"the lowest {mm} mm of totalseg-aorta-ct: an abdominal scan starting at the lung bases (the liver's top is "
+        "87 mm above the bottom)") for mm in (60, 90, 120)},
     "totalseg-aorta-ct-slices-5mm": Case(
         "totalseg-aorta-ct-slices-5mm", _resliced(totalseg_aorta_ct, 5.0),
         "totalseg-aorta-ct reconstructed at 5 mm slices (k axis resampled linearly; reference nearest)"),
@@ -424,7 +428,8 @@ LARGE_FOV_VARIANTS = (
     "totalseg-ct-full-permuted", "totalseg-ct-full-narrow-fov", "totalseg-ct-full-right-cut",
     "totalseg-ct-full-bottom-cut", "totalseg-ct-full-noisy", "totalseg-ct-full-top-cut-40-noisy",
     "totalseg-ct-full-top-cut-40-flipped", "totalseg-ct-full-top-cut-40-slices-5mm",
-    "totalseg-aorta-ct-bottom-cut-15", "totalseg-aorta-ct-bottom-cut-30", "totalseg-aorta-ct-slices-5mm",
+    "totalseg-aorta-ct-bottom-cut-15", "totalseg-aorta-ct-bottom-cut-30", "totalseg-aorta-ct-lowest-60",
+    "totalseg-aorta-ct-lowest-90", "totalseg-aorta-ct-lowest-120", "totalseg-aorta-ct-slices-5mm",
     "totalseg-aorta-ct-flipped", "totalseg-aorta-ct-narrow-fov")
 
 

@@ -210,7 +210,9 @@ def test_liver_cut_by_the_top_of_a_large_field_of_view_ct(liver_folder, totalseg
 def test_liver_cut_low_by_the_top_of_a_large_field_of_view_ct(liver_folder, totalseg_full_ct):
     """The same CT starting 60 mm lower: only the liver's lowest 66 mm (204 mL) in view.  The network grows
     the liver into the colon and small bowel beside and below it (P 0.6-0.8, ~300 mL, Dice 0.51); those thick,
-    uncertain regions darker than the liver's confident core and outside it are dropped (``liver_core``)."""
+    uncertain regions darker than the liver's confident core and outside it are dropped (``liver_core``).  The
+    left lobe's tip, joined to the rest above the cut, is a separate 19 mL piece in the scan and is kept
+    (``liver_core.lobes_cut_by_top``; without it 0.890)."""
     from deepseg.inference.pipeline import segment
     from deepseg.models.loaders import load_model
     from deepseg.volume import Volume
@@ -223,7 +225,7 @@ def test_liver_cut_low_by_the_top_of_a_large_field_of_view_ct(liver_folder, tota
     ml = lambda m: float(m.sum() * np.prod(image.spacing) / 1000)  # noqa: E731
     print(f"liver Dice on the example CT without its top 60 mm: {dice:.3f}, {ml(liver):.0f} mL "
           f"vs {ml(reference):.0f} mL")
-    assert dice > 0.85 and ml(liver) < 1.2 * ml(reference)
+    assert dice > 0.90 and 0.8 * ml(reference) < ml(liver) < 1.2 * ml(reference)
 
 
 def _liver_ml(folder, image) -> float:
