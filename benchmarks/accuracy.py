@@ -371,8 +371,9 @@ CASES = {
         for mm in (15, 30)},
     **{f"totalseg-aorta-ct-lowest-{mm}": Case(
         f"totalseg-aorta-ct-lowest-{mm}", _without(totalseg_aorta_ct, 286.5 - mm, "S"),
-        f"the lowest {mm} mm of totalseg-aorta-ct: an abdominal scan starting at the lung bases (the liver's top is "
-        "87 mm above the bottom)") for mm in (60, 90, 120)},
+        f"the lowest {mm} mm of totalseg-aorta-ct, whose liver top is 87 mm above its bottom: a scan of the upper "
+        "abdomen starting inside the liver (60), at its dome (90) or 33 mm above it in the lung bases (120)")
+        for mm in (60, 90, 120)},
     "totalseg-aorta-ct-slices-5mm": Case(
         "totalseg-aorta-ct-slices-5mm", _resliced(totalseg_aorta_ct, 5.0),
         "totalseg-aorta-ct reconstructed at 5 mm slices (k axis resampled linearly; reference nearest)"),
