@@ -211,6 +211,18 @@ def _resliced(load: Callable[[], tuple], mm: float) -> Callable[[], tuple]:
     return load_resliced
 
 
+def _oblique(load: Callable[[], tuple]) -> Callable[[], tuple]:
+    """A case resampled onto a grid rotated 20 degrees about k and 10 about j (robustness.oblique: linear for the
+    image, corners filled with its minimum; nearest for the reference): an oblique (tilted) reconstruction."""
+    def load_oblique():
+        import robustness
+
+        image, reference = load()
+        moved = robustness.oblique(image)
+        return moved.image, moved.image.with_array(moved.there(reference.array).astype(np.uint16))
+    return load_oblique
+
+
 def _noisy(load: Callable[[], tuple], sd_hu: float, seed: int = 0) -> Callable[[], tuple]:
     """A case with white Gaussian noise of ``sd_hu`` added (fixed seed): a lower-dose scan of the same patient."""
     def load_noisy():
@@ -342,6 +354,12 @@ CASES = {
     "totalseg-ct-full-permuted": Case(
         "totalseg-ct-full-permuted", _restored(lambda: CASES["totalseg-ct-full"].load(), "permute_storage"),
         "totalseg-ct-full stored with permuted axes (i, j, k) -> (j, k, i): the same physical image"),
+    "totalseg-ct-full-oblique": Case(
+        "totalseg-ct-full-oblique", _oblique(lambda: CASES["totalseg-ct-full"].load()),
+        "totalseg-ct-full resampled onto a grid rotated 20 degrees about k and 10 about j (an oblique reconstruction)"),
+    "totalseg-ct-full-top-cut-40-oblique": Case(
+        "totalseg-ct-full-top-cut-40-oblique", _oblique(_without_top(lambda: CASES["totalseg-ct-full"].load(), 40.0)),
+        "totalseg-ct-full-top-cut-40 resampled onto a grid rotated 20 degrees about k and 10 about j"),
     "totalseg-ct-full-narrow-fov": Case(
         "totalseg-ct-full-narrow-fov", _without(_without(lambda: CASES["totalseg-ct-full"].load(), 30.0, "R"), 30.0, "L"),
         "totalseg-ct-full reconstructed with a 306 mm field of view (30 mm less on the patient's right and left; "
@@ -426,7 +444,8 @@ NO_LIVER = {"liver (none in the scan)": ((1, 2), ())}
 LARGE_FOV_VARIANTS = (
     "totalseg-ct-full-top-cut-30", "totalseg-ct-full-top-cut-50", "totalseg-ct-full-top-cut-75",
     "totalseg-ct-full-slices-1.5mm", "totalseg-ct-full-slices-5mm", "totalseg-ct-full-flipped",
-    "totalseg-ct-full-permuted", "totalseg-ct-full-narrow-fov", "totalseg-ct-full-right-cut",
+    "totalseg-ct-full-permuted", "totalseg-ct-full-oblique", "totalseg-ct-full-top-cut-40-oblique",
+    "totalseg-ct-full-narrow-fov", "totalseg-ct-full-right-cut",
     "totalseg-ct-full-bottom-cut", "totalseg-ct-full-noisy", "totalseg-ct-full-top-cut-40-noisy",
     "totalseg-ct-full-top-cut-40-flipped", "totalseg-ct-full-top-cut-40-slices-5mm",
     "totalseg-aorta-ct-bottom-cut-15", "totalseg-aorta-ct-bottom-cut-30", "totalseg-aorta-ct-lowest-60",
