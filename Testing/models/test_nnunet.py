@@ -517,6 +517,7 @@ def test_each_stage_matches_nnunet_predictor(results, case, predictor_run):
     ref = predictor_run["logits"].float().numpy()
     with using("torch"):
         ours = model.predict_logits(prepared, device="cpu", tta=True).numpy()
+    assert ours.dtype == np.float16  # its half-precision sums as they are: no float32 copy of a CT's logits
     step = np.spacing(np.abs(ref).astype(np.float16)).astype(np.float32)  # one half-precision step at each value
     off = np.abs(ours - ref) / step
     assert off.max() <= 2 and np.mean(off > 0) < 1e-3, (off.max(), np.mean(off > 0))

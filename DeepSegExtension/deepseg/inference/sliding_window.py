@@ -89,8 +89,11 @@ def predict_sliding_window(
     batch_size: int = 1,
     forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
     backend: Optional[str] = None,
+    out_dtype: Optional[torch.dtype] = torch.float32,
 ) -> torch.Tensor:
-    """Average logits ``(num_classes, z, y, x)`` (float32, CPU) of ``networks`` over ``image``.
+    """Average logits ``(num_classes, z, y, x)`` (``out_dtype``, CPU) of ``networks`` over ``image``;
+    ``out_dtype`` None: the window's accumulation dtype, as summed (nnU-Net's half-precision sums, without a
+    float32 copy of a CT's logits that its restore would round back to half precision).
 
     ``image`` is ``(C, z, y, x)``.  The logits of all networks (folds) are averaged, as nnU-Net
     ensembles folds.  ``forward`` overrides ``net(x)`` (e.g. to pick the full-resolution head); it is
@@ -107,8 +110,9 @@ def predict_sliding_window(
                           dtype=torch.float32)
     while True:
         try:
-            return _run(networks, img, window, num_classes, device, mirror, overlap, progress,
-                        batch_size, forward or (lambda net, x: net(x)))
+            logits = _run(networks, img, window, num_classes, device, mirror, overlap, progress,
+                          batch_size, forward or (lambda net, x: net(x)))
+            return (logits if out_dtype is None else logits.to(out_dtype)).cpu()
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch_size > 1:
@@ -317,4 +321,4 @@ def _run(networks, img, window, num_classes, device, mirror, overlap, progress, 
         acc = total / len(networks)
     else:
         acc /= norm  # norm summed the weights of every network, so this also averages the folds
-    return acc[(slice(None), *plan.crop)].float().cpu()
+    return acc[(slice(None), *plan.crop)]

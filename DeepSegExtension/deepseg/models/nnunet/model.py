@@ -97,17 +97,19 @@ class NnUNetModel(SegmentationModel):
         return predict_sliding_window(
             nets, prepared.image, self.window, self.num_classes, device=device,
             mirror=tta and bool(self.window.mirror_axes), overlap=self.window.overlap if overlap is None else overlap,
-            progress=progress, batch_size=self.batch_size, forward=forward)
+            progress=progress, batch_size=self.batch_size, forward=forward, out_dtype=None)
 
     # --- back to the input grid -------------------------------------------------------------------
     def _to_cropped_grid(self, maps, prepared: Prepared, rounded_to: Optional[torch.dtype] = None) -> torch.Tensor:
-        """Network grid -> the cropped, transposed input grid (a new tensor, never the caller's), its values
-        rounded to ``rounded_to`` when given (the rounded copy is the new tensor: no extra pass)."""
+        """Network grid -> the cropped, transposed input grid, float32 (a new tensor, never the caller's), its
+        values rounded to ``rounded_to`` when given (the rounded copy is the new tensor: no extra pass; maps
+        already in ``rounded_to`` and not resampled need no rounding: ``predict_logits``' half sums)."""
         ctx = prepared.context
-        given = torch.as_tensor(maps, dtype=torch.float32)
-        x = resample(given, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
+        given = torch.as_tensor(maps)
+        values = given.float()  # a new tensor unless ``maps`` is float32 already
+        x = resample(values, ctx["shape_cropped"], ctx["network_spacing"], ctx["spacing"],
                      self.config.resample_probabilities)
-        if rounded_to is not None:
+        if rounded_to is not None and not (x is values and given.dtype == rounded_to):
             return x.to(rounded_to).float()
         return x.clone() if x is given else x
 
