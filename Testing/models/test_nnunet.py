@@ -530,7 +530,7 @@ def test_each_stage_matches_nnunet_predictor(results, case, predictor_run):
 
 @pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
 def test_labels_only_restore_equals_labelling_the_probabilities(results, case, configuration):
-    """``restore_labels`` (no input-grid probability map) gives the probability path's labels voxel
+    """``restore_labels`` (no input-grid probability map, no softmax) gives the probability path's labels voxel
     for voxel, ties included: on the fixture case with a zero border (so the non-zero crop is pasted back into
     background), for the network's logits and for logits with exact ties between two channels."""
     from deepseg.io import read_volume

@@ -144,13 +144,15 @@ class NnUNetModel(SegmentationModel):
         return self._uncrop(x, prepared, fill)
 
     def restore_labels(self, logits, prepared: Prepared) -> Optional[np.ndarray]:
-        """``restore``'s labels (the same probabilities, the first channel on ties) taken on the cropped grid and
-        pasted into background: no input-grid probability map (``(C, ...)`` float32 of the whole input when the
-        non-zero box is smaller, e.g. an MR's air). Region-based models (their painting order reads the
-        probabilities): None."""
+        """``restore``'s labels taken on the cropped grid and pasted into background: no input-grid probability
+        map (``(C, ...)`` float32 of the whole input when the non-zero box is smaller, e.g. an MR's air), and no
+        softmax (seven passes over a CT's logits): the argmax of the same half-rounded logits (the first channel
+        on ties) is the softmax's, but where its float32 rounding makes two channels' probabilities equal (two
+        largest logits a half-precision step apart near zero). Region-based models (their painting order reads
+        the probabilities): None."""
         if self.scheme.regions:
             return None
-        index = argmax_channels(self._probabilities(logits, prepared).numpy())
+        index = argmax_channels(self._to_cropped_grid(logits, prepared, rounded_to=torch.half).numpy())
         index_full = self._uncrop(torch.from_numpy(index)[None], prepared, [0.0])[0]  # background: channel 0
         return self.refine(self.labels_from_index(index_full), None, prepared.reference)
 
