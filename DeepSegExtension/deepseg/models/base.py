@@ -202,5 +202,6 @@ class SegmentationModel(Stage):
         without building the input-grid probability map (``(K, k, j, i)`` float32: 1.2 GB for 18 classes on
         256^3), or None when the model cannot (cascades, refinements that read the probabilities): then the
         pipeline restores the probabilities and labels them.  When given, it equals that path's labels
-        voxel for voxel.  Used when a run asks for labels only (``run_stages(probabilities=False)``)."""
+        voxel for voxel, or says where not (nnU-Net: ties its softmax's rounding would create).  Used when a run
+        asks for labels only (``run_stages(probabilities=False)``)."""
         return None

@@ -129,16 +129,11 @@ class NnUNetModel(SegmentationModel):
         x = self._to_cropped_grid(maps, prepared)
         return self._uncrop(x, prepared, fill_values(fill, x.shape[0]))
 
-    def _probabilities(self, logits, prepared: Prepared) -> torch.Tensor:
-        """The cropped grid's probabilities ``(C, ...)`` (a new tensor)."""
+    def restore(self, logits, prepared: Prepared) -> np.ndarray:
         # nnU-Net resamples half-precision logits into a half-precision array: the same rounding gives its
         # labels where two classes' logits are within a rounding step of each other
         x = self._to_cropped_grid(logits, prepared, rounded_to=torch.half)
         _nonlin_(x, self.scheme.regions)
-        return x
-
-    def restore(self, logits, prepared: Prepared) -> np.ndarray:
-        x = self._probabilities(logits, prepared)
         # outside the non-zero box nnU-Net predicts background
         fill = [0.0] * x.shape[0] if self.scheme.regions else [1.0] + [0.0] * (x.shape[0] - 1)
         return self._uncrop(x, prepared, fill)
