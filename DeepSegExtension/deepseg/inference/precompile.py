@@ -152,8 +152,8 @@ def take(xml: Path, streams: int, threads: int):
     image with fewer patches than threads runs fewer streams), while a long-lived process (Slicer) would keep
     each (GBs for a CT-sized network)."""
     with _LOCK:
-        same_files = {key: _PENDING.pop(key) for key in [key for key in _PENDING if key[0] == str(xml)]}
-    pending = same_files.get((str(xml), streams, threads))
+        same_files = [key for key in _PENDING if key[0] == str(xml)]
+        pending = {key: _PENDING.pop(key) for key in same_files}.get((str(xml), streams, threads))
     if pending is None:
         return None
     try:
