@@ -14,9 +14,12 @@ whole-activation means, the pattern OpenVINO fuses into its MVN layer, before EX
 ``decoder=unfolded``, nnU-Net's decoder as it is, before EXPORT_VERSION 4) and times both interleaved: process CPU
 seconds per patch (less sensitive to other programs than wall time) and wall. ``--torch`` also compares each
 output with PyTorch float32's on the same patch (relative difference, share of voxels whose argmax differs).
+``--request-wait`` times, instead, making an infer request of the compiled network while it is idle and while
+another request computes a patch (the reason ``backends._openvino_runner`` makes its requests up front).
 
     python benchmarks/ov_profile.py [--spacing 3] [--patch 256 80 112] [--reps 3] [--threads 1] [--streams 1]
                                     [--ab KEY=VALUE ...] [--torch]
+    python benchmarks/ov_profile.py --request-wait [--spacing 1.5] [--streams 2] [--threads 2]
 """
 from __future__ import annotations
 
@@ -74,6 +77,24 @@ def compile_variant(net, shape: tuple, spec: dict, threads: int, cache: Path, st
     return precompile.openvino().Core().compile_model(str(xml), "CPU", props)
 
 
+def request_wait(compiled, shape: tuple) -> None:
+    """Seconds to make an infer request with nothing running, and one second into another request's patch."""
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    t0 = time.perf_counter()
+    busy = compiled.create_infer_request()
+    idle = time.perf_counter() - t0
+    busy.infer({0: x})  # the first inference allocates the stream's memory: not part of what is timed
+    t0 = time.perf_counter()
+    busy.start_async({0: x})
+    time.sleep(1.0)
+    t1 = time.perf_counter()
+    compiled.create_infer_request()
+    made = time.perf_counter() - t1
+    busy.wait()
+    print(f"making an infer request: {idle:.3f} s idle; {made:.1f} s when asked 1.0 s into a patch that took "
+          f"{time.perf_counter() - t0:.1f} s in all (load average {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spacing", type=float, default=3.0, choices=[3.0, 1.5])
@@ -86,6 +107,8 @@ def main() -> None:
                     help="time a second compiled copy with these properties (or norms=whole-mean, "
                          "decoder=unfolded), interleaved")
     ap.add_argument("--torch", action="store_true", help="also compare the outputs with PyTorch float32's")
+    ap.add_argument("--request-wait", action="store_true",
+                    help="time making an infer request while idle and while a patch is computed, nothing else")
     args = ap.parse_args()
     import torch
 
@@ -102,6 +125,9 @@ def main() -> None:
     net = model.fold_networks()[0]
     compiled = {name: compile_variant(net, shape, spec, args.threads, cache, args.streams)
                 for name, spec in variants.items()}
+    if args.request_wait:
+        request_wait(compiled["DeepSeg"], shape)
+        return
     requests = {name: [c.create_infer_request() for _ in range(args.streams)] for name, c in compiled.items()}
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     cpu, wall = collections.defaultdict(list), collections.defaultdict(list)

@@ -226,8 +226,11 @@ def test_sliding_window_runs_openvino_patches_on_parallel_streams_with_torchs_re
     # what DeepSeg asks for (the streams OpenVINO grants depend on the machine's cores): one network compiled
     # in throughput mode for two calls at once
     assert [streams for _, streams in wrapped._runners] == [2]
-    hint = next(iter(wrapped._runners.values())).compiled.get_property("PERFORMANCE_HINT")
-    assert str(hint).endswith("THROUGHPUT")
+    runner = next(iter(wrapped._runners.values()))
+    assert str(runner.compiled.get_property("PERFORMANCE_HINT")).endswith("THROUGHPUT")
+    # the requests made with the network (one per stream and one for the output being summed) were all the
+    # window needed: making one mid-run waits for the running patches, and its stream stands idle meanwhile
+    assert len(runner.requests) == 3
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
@@ -256,8 +259,16 @@ def test_openvino_lends_its_output_buffers_and_never_overwrites_one_still_held()
     new requests instead of waiting (they would wait forever: nobody else frees what they hold)."""
     net = small_unet()
     run = on_backend(net, "openvino").compile((1, 1, 16, 32, 32), streams=1)
+    assert len(run.requests) == 2  # made before any call: one per stream and one for the output being summed
     inputs = [np.random.default_rng(seed).normal(size=(1, 1, 16, 32, 32)).astype(np.float32) for seed in range(3)]
+    one_at_a_time = set()
+    for x in inputs:
+        out = run(x)
+        one_at_a_time.add(out.ctypes.data)
+        del out
+    assert len(one_at_a_time) == 1  # the request freed last is used again: the spare's buffer is never touched
     held = [run(x) for x in inputs]  # three outputs held at once, one stream
+    assert len(run.requests) == 3
     with torch.inference_mode():
         for x, out in zip(inputs, held):
             torch.testing.assert_close(torch.from_numpy(out), net(torch.from_numpy(x)), rtol=0, atol=1e-4)

@@ -19,6 +19,7 @@ Explanations need gradients and always run the PyTorch modules; they never come 
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import copy
@@ -26,7 +27,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import queue
 import threading
 import warnings
 import weakref
@@ -350,28 +350,33 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
     compiled = take(xml, streams, threads)  # compiled in the background when the run started (``precompile``)
     if compiled is None:
         compiled = compile_openvino(xml, streams, threads)
-    free: "queue.SimpleQueue" = queue.SimpleQueue()  # infer requests whose output nobody holds any more
-    for _ in range(streams):
-        free.put(compiled.create_infer_request())
+    # every request the sliding window holds at once (``in_order``: one per running stream and the output being
+    # summed), made now: making one waits for every inference of ``compiled`` that is running (OpenVINO 2026.4:
+    # 20.9 s into a 22.9 s patch, benchmarks/RESULTS.md), and costs no memory before its first inference
+    requests = [compiled.create_infer_request() for _ in range(streams + 1)]
+    free = collections.deque(requests)  # requests whose output nobody holds any more; thread-safe append / pop
 
     def run(x: np.ndarray) -> np.ndarray:
         """The output is the request's own buffer, not a copy (a CT-sized patch's logits are hundreds of MB: the
         copy into fresh memory took 2.5 s of each stream's 58 s in a profiled 3 mm run): the request goes back to
         ``free`` only when the last array or tensor viewing its output is freed, and a call that finds no free
-        request makes another one (a caller holding many outputs costs one buffer each, as copies would)."""
+        request makes another one (a caller holding many outputs costs one buffer each, as copies would). The
+        request freed last is used first, so a caller that holds one output at a time uses one buffer."""
         try:
-            request = free.get_nowait()
-        except queue.Empty:
+            request = free.pop()
+        except IndexError:
             request = compiled.create_infer_request()
+            requests.append(request)
         try:  # OpenVINO computes with the GIL released
             output = request.infer({0: x}, share_inputs=True, share_outputs=True)[0].view()
         except BaseException:
-            free.put(request)
+            free.append(request)
             raise
-        weakref.finalize(output, free.put, request)
+        weakref.finalize(output, free.append, request)
         return output
 
     run.compiled = compiled  # type: ignore[attr-defined]  (tests read its stream count)
+    run.requests = requests  # type: ignore[attr-defined]  (tests count them)
     return run
 
 
