@@ -376,10 +376,14 @@ def test_instance_norms_are_exported_written_out_with_float32_accurate_statistic
     x = torch.randn(1, 1, 48, 96, 96) * 0.5 + 0.3  # 442k voxels per channel in the first stage
     with torch.inference_mode():
         exact = copy.deepcopy(net).double()(x.double())
+        torch_error = float((net(x).double() - exact).norm() / exact.norm())
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one stream's single thread: the longest chains (throughput mode's case)
     got = on_backend(net, "openvino")(x)
     assert on_backend(net, "openvino").failed is None
-    assert float((got.double() - exact).norm() / exact.norm()) < 2e-6  # measured 6.9e-7; old export 8.9e-5
+    # against PyTorch's own float32 error on this CPU (each CPU's kernels round differently): measured 1.0-1.1x
+    # (5.5e-7 to 6.4e-7 against 5.6e-7, three inputs, AVX2); the old export ~160x (8.9e-5)
+    error = float((got.double() - exact).norm() / exact.norm())
+    assert error < 4 * torch_error, (error, torch_error)
 
 
 def _unet(dims: int, seed: int, deep_supervision: bool = False) -> torch.nn.Module:
@@ -428,7 +432,9 @@ def test_nnunet_decoders_are_exported_with_each_upsampling_folded_into_the_convo
     assert ready_error < 2 * torch_error + 1e-7, (ready_error, torch_error)
     got = on_backend(net, "openvino")(x)
     assert on_backend(net, "openvino").failed is None
-    assert float((got.double() - exact).norm() / exact.norm()) < 2e-6
+    # against PyTorch's own float32 error on this CPU, as above: measured 1.0-1.2x (seeds 11-13, AVX2)
+    error = float((got.double() - exact).norm() / exact.norm())
+    assert error < 4 * torch_error, (error, torch_error)
 
 
 def test_decoders_that_cannot_be_folded_are_exported_as_they_are():
