@@ -43,7 +43,7 @@ from . import liver_prep as lp
 from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
-from .liver_core import lobes_cut_by_top, unlike_core
+from .liver_core import core_intensity, lobes_cut_by_top, unlike_core
 from .liver_site import FOV_TOP_MM, liver_top_is_covered
 from .networks.liver_unet import LiverUNet
 
@@ -79,12 +79,14 @@ def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None, 
     """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate;
     given the network's input ``image`` (a scan whose top cuts the liver), bowel grown onto the liver is dropped
     first and the liver's lobes cut apart by the top (within ``top_slices`` of it) are kept (``liver_core``)."""
+    window = None
     if image is not None:
-        probability = np.where(unlike_core(probability, image), 0, probability)
+        window = core_intensity(probability, image)  # once: unlike_core keeps the confident core it is taken from
+        probability = np.where(unlike_core(probability, image, window), 0, probability)
     parts = ndimage.binary_erosion(probability > 0.5, _OPEN)
     liver = lp.largest_component(parts)
     if image is not None:
-        liver |= lobes_cut_by_top(parts, liver, probability, image, top_slices)
+        liver |= lobes_cut_by_top(parts, liver, image, window, top_slices)
     return ndimage.binary_dilation(liver, _OPEN)
 
 

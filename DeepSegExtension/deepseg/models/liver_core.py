@@ -48,10 +48,10 @@ def core_intensity(probability: np.ndarray, image: np.ndarray) -> "tuple[float, 
     return median, SPREAD_SDS * 1.4826 * float(np.median(np.abs(values - median)))
 
 
-def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map
-    and the network's input ``image`` (same grid, any intensity scale)."""
-    window = core_intensity(probability, image)
+def unlike_core(probability: np.ndarray, image: np.ndarray, window: "tuple[float, float] | None") -> np.ndarray:
+    """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map,
+    the network's input ``image`` (same grid, any intensity scale) and the core's intensity ``window``
+    (``core_intensity`` of them; nothing is dropped without one)."""
     if window is None:
         return np.zeros(probability.shape, bool)
     median, spread = window
@@ -73,17 +73,16 @@ def unlike_core(probability: np.ndarray, image: np.ndarray) -> np.ndarray:
     return drop
 
 
-def lobes_cut_by_top(parts: np.ndarray, liver: np.ndarray, probability: np.ndarray, image: np.ndarray,
+def lobes_cut_by_top(parts: np.ndarray, liver: np.ndarray, image: np.ndarray, window: "tuple[float, float] | None",
                      top_slices: float) -> np.ndarray:
     """The components of ``parts`` (face-connected, as ``largest_component``) other than ``liver`` that belong to
     a liver cut by the top of the grid (axis 0 grows superior): only when ``liver`` reaches within
-    ``top_slices`` of the top, those that reach it too and whose median intensity lies within the core's
-    (``core_intensity``).  Bowel the network joins to a cut liver has another intensity; a piece ending below
-    the top cannot join the liver above the scan."""
+    ``top_slices`` of the top, those that reach it too and whose median intensity in ``image`` lies within the
+    core's ``window`` (``core_intensity``; nothing is kept without one).  Bowel the network joins to a cut liver
+    has another intensity; a piece ending below the top cannot join the liver above the scan."""
     keep = np.zeros(parts.shape, bool)
     top = parts.shape[0] - 1 - top_slices
     levels = np.flatnonzero(liver.any((1, 2)))
-    window = core_intensity(probability, image)
     if levels.size == 0 or levels[-1] < top or window is None:
         return keep
     labels, n = ndimage.label(parts & ~liver)
