@@ -110,3 +110,37 @@ def test_lobes_cut_apart_by_the_top_of_the_scan_are_kept():
     above = ((0, 6), (0, 0), (0, 0))  # six slices of fat above: the liver's top is in the scan
     mask = liver_mask_3mm(np.pad(probability, above), np.pad(image, above, constant_values=-0.3), top_slices=5)
     assert not mask[:40][lobe].any() and mask[:40][liver].mean() > 0.95
+
+
+def _slanted_top(shape, drop: int) -> np.ndarray:
+    """The share of each voxel that is padding above a slanted top of the scan (axis 0 grows superior): a grid
+    tilted about y, whose field of view's upper edge falls by ``drop`` slices from x = 0 to its last column."""
+    z, _, x = np.indices(shape)
+    return (z > shape[0] - 1 - np.round(x * drop / (shape[2] - 1))).astype(np.float32)
+
+
+def test_lobes_cut_apart_by_a_slanted_top_of_the_scan_are_kept():
+    """A tilted grid's field of view ends in a slanted edge, padded above (axis 0 grows superior): the liver's
+    two lobes are cut by that edge, the smaller one where it lies 9 slices below the grid's top slice.  It is kept
+    as it reaches the top of the scan in its own columns; a liver-bright piece ending below the edge is not."""
+    rng, shape = np.random.default_rng(4), (40, 40, 70)
+    padding = _slanted_top(shape, 12)
+    scanned = padding < 0.5
+    liver = _ball(shape, (38, 20, 18), 16) & scanned
+    lobe = _ball(shape, (32, 20, 52), 7) & scanned  # its top: the edge, 9 slices below the grid's top
+    low = _ball(shape, (12, 30, 56), 5)
+    probability, image = _paint(shape, [(liver, 0.98, 0.2), (lobe, 0.95, 0.21), (low, 0.95, 0.2)], rng)
+    probability[~scanned], image[~scanned] = 0.0, -0.5  # padding: air to the network
+    mask = liver_mask_3mm(probability, image, top_slices=5, padding=padding)
+    assert mask[liver].mean() > 0.95 and mask[lobe].mean() > 0.8 and not mask[low].any()  # (the opening trims
+    # the lobe's thin wedge under the slanted edge)
+    assert not liver_mask_3mm(probability, image, top_slices=5)[lobe].any()  # the grid's top: the lobe is lost
+
+
+def test_voxels_blended_with_padding_are_not_dropped():
+    """Unsure darker voxels beside the liver are bowel to ``unlike_core``, unless padding darkened them (the
+    edge of a resampled field of view): those are kept."""
+    probability, image, liver, lesion, rim, bowel = _scene(np.random.default_rng(0))
+    window = liver_core.core_intensity(probability, image)
+    assert liver_core.unlike_core(probability, image, window)[bowel].mean() > 0.95
+    assert not liver_core.unlike_core(probability, image, window, blended=bowel).any()

@@ -174,3 +174,17 @@ def test_only_a_torso_can_hold_a_liver(width_mm, inside_fov, torso):
     vol[((x - n / 2) / (width_mm / 4.0)) ** 2 + ((y - n / 2) / 40.0) ** 2 < 1] = 40.0
     box = lp.crop_ct(vol, (2.0, 2.0, 2.0))
     assert lp.shows_torso(vol.shape, box, (2.0, 2.0, 2.0)) is torso
+
+
+def test_mirror_above_follows_the_top_of_the_scan_in_each_column():
+    """Above the grid's top, or above a slanted top of the scan in the grid (padding above it), each column holds
+    its scan mirrored about its own top; without a top per column this is numpy's symmetric padding."""
+    image = np.random.default_rng(0).normal(size=(10, 3, 4)).astype(np.float32)
+    assert np.array_equal(lp.mirror_above(image, None, 6), np.pad(image, ((0, 6), (0, 0), (0, 0)), mode="symmetric"))
+    outside = np.zeros(image.shape, bool)
+    outside[7:, :, 2:] = True  # columns x >= 2 end at slice 6
+    top = lp.scan_top(outside)
+    assert (top == np.where(np.arange(4) >= 2, 6, 9)).all()
+    grown = lp.mirror_above(image, top, 6)
+    assert np.array_equal(grown[:, :, :2], np.pad(image[:, :, :2], ((0, 6), (0, 0), (0, 0)), mode="symmetric"))
+    assert np.array_equal(grown[7:13, :, 2:], image[6:0:-1, :, 2:])

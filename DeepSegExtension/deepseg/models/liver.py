@@ -22,7 +22,9 @@ trained on boxes reaching 70 mm above the dome -- cut at its top, the liver is o
 bowel (see ``liver_prep.TOP_CUT_SPAN_MM`` and benchmarks/RESULTS.md); in such a scan, bowel the network still
 adds to the liver is dropped (``liver_core.unlike_core``) before the largest component is taken, and the liver's
 other pieces that run out of the top of the scan (lobes joined above it, ``liver_core.lobes_cut_by_top``) are kept
-with it.  CT only:
+with it.  "The top of the scan" is taken column by column: a tilted (resampled) field of view ends in a slanted edge
+padded above it (``liver_prep.padding``, ``scan_top``), and there the mirrored context starts at that edge, no liver
+is kept in voxels mostly padding, and voxels the padding darkens are not taken for bowel.  CT only:
 constant-valued padding is read as air (``liver_prep.padding_to_air``), and a predicted liver with neither
 lungs nor the top of the field of view above it is dropped (``liver_site``).
 """
@@ -75,26 +77,44 @@ def _net_to_xyz(array_zyx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.flip(np.asarray(array_zyx).transpose(2, 1, 0), (0, 1)))
 
 
-def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None, top_slices: float = 0.0) -> np.ndarray:
+def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None, top_slices: float = 0.0,
+                   padding: Optional[np.ndarray] = None) -> np.ndarray:
     """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate;
     given the network's input ``image`` (a scan whose top cuts the liver), bowel grown onto the liver is dropped
-    first and the liver's lobes cut apart by the top (within ``top_slices`` of it) are kept (``liver_core``)."""
+    first and the liver's lobes cut apart by the top of the scan (within ``top_slices`` of it) are kept
+    (``liver_core``).  ``padding``: the share of each voxel that is padding (``_scan_top``), if the scan has any."""
     window = None
     if image is not None:
         window = core_intensity(probability, image)  # once: unlike_core keeps the confident core it is taken from
-        probability = np.where(unlike_core(probability, image, window), 0, probability)
+        blended = None if padding is None else padding > 0
+        probability = np.where(unlike_core(probability, image, window, blended), 0, probability)
     parts = ndimage.binary_erosion(probability > 0.5, _OPEN)
     liver = lp.largest_component(parts)
     if image is not None:
-        liver |= lobes_cut_by_top(parts, liver, image, window, top_slices)
+        liver |= lobes_cut_by_top(parts, liver, image, window, top_slices, _scan_top(padding))
     return ndimage.binary_dilation(liver, _OPEN)
 
 
-def _reaches_top(probability_zyx: np.ndarray, slices: float) -> bool:
+def _scan_top(padding: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The top of the scan in each column of the network grid (``liver_prep.scan_top``): its highest voxel that
+    no padding reaches into (``padding``: the share of each voxel that is padding; the voxels above are padding or
+    darkened by it); None (the grid's top) without padding."""
+    return None if padding is None else lp.scan_top(padding > 0)
+
+
+def _reaches_top(probability_zyx: np.ndarray, slices: float, padding: Optional[np.ndarray] = None) -> bool:
     """Whether the post-processed liver (``liver_mask_3mm``) of a network-grid probability reaches within
-    ``slices`` of its top (z grows superior)."""
-    levels = np.flatnonzero(liver_mask_3mm(probability_zyx).any((1, 2)))
-    return levels.size > 0 and levels[-1] >= probability_zyx.shape[0] - 1 - slices
+    ``slices`` of the top of the scan (z grows superior; ``padding`` as in ``liver_mask_3mm``)."""
+    liver = liver_mask_3mm(probability_zyx)
+    return bool(liver.any()) and lp.below_scan_top(liver, _scan_top(padding)).min() <= slices
+
+
+def _net_padding(padding_xyz: np.ndarray, zoom: np.ndarray) -> Optional[np.ndarray]:
+    """The share of each network-grid voxel that is padding, from the body crop's padding mask (``[x, y, z]``,
+    ``liver_prep.padding``) zoomed as the image is (``zoom`` to 1.5 mm, then to 3 mm); None without padding."""
+    if not padding_xyz.any():
+        return None
+    return _xyz_to_net(lp.zoom3d(lp.zoom3d(padding_xyz.astype(np.float32), zoom), 0.5 * np.ones(3)))[0]
 
 
 class LiverModel(SegmentationModel):
@@ -146,9 +166,10 @@ class LiverModel(SegmentationModel):
         if not torso:
             log.warning("No torso in the image (the body is %.0f mm wide): the liver model returns no liver.",
                         (box[0].stop - box[0].start) * spacing[0])
+        above = context_slices if no_lungs and not missing else 0
         context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
-                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso,
-                   "context_above": context_slices if no_lungs and not missing else 0,
+                   "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso, "context_above": above,
+                   "padding": _net_padding(landmarks.padding[box], zoom1) if above else None,
                    "site": None if landmarks is None else landmarks.site()}
         return Prepared(_xyz_to_net(coarse), image, context)
 
@@ -167,12 +188,15 @@ class LiverModel(SegmentationModel):
                                           progress=progress, forward=_sigmoid_two_class)
 
         probabilities = run(prepared.image)
-        above = prepared.context["context_above"]
-        if above and _reaches_top(probabilities[1].cpu().numpy(), FOV_TOP_MM / self.liver_spacing[2]):
-            # the top of the scan cuts the liver: run again with the box's top mirrored above it, as the
+        above, padding = prepared.context["context_above"], prepared.context["padding"]
+        if above and _reaches_top(probabilities[1].cpu().numpy(), FOV_TOP_MM / self.liver_spacing[2], padding):
+            # the top of the scan cuts the liver: run again with the scan's top mirrored above it, as the
             # network was trained with context above the liver (see the module docstring)
-            mirrored = np.pad(prepared.image, ((0, 0), (0, above), (0, 0), (0, 0)), mode="symmetric")
+            mirrored = lp.mirror_above(prepared.image[0], _scan_top(padding), above)[None]
             probabilities = run(mirrored)[:, :-above]
+        if padding is not None:  # no liver where the grid mostly holds no scan (above a tilted grid's slanted top)
+            outside = torch.from_numpy(padding >= 0.5).to(probabilities.device)
+            probabilities[0][outside], probabilities[1][outside] = 1, 0
         return probabilities
 
     # --- back to the input grid ------------------------------------------------------------------------
@@ -200,7 +224,7 @@ class LiverModel(SegmentationModel):
         # a scan without lungs starts inside the liver: the network grows a cut liver into the bowel (liver_core)
         image = prepared.image[0][lo:p.shape[0] - hi] if prepared.context["context_above"] else None
         top = FOV_TOP_MM / self.liver_spacing[2]
-        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image, top), body, 0)
+        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image, top, prepared.context["padding"]), body, 0)
         liver = self.to_input_grid(kept[None], prepared)[0]
         if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
                                                               prepared.context["site"]):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .liver_prep import largest_component
+from .liver_prep import below_scan_top, largest_component
 
 CORE_PROBABILITY = 0.9  # voxels the network is at least this sure of are the liver's core, never dropped
 SPREAD_SDS = 3.0  # intensities within the core's median +- this many robust SDs (1.4826 MAD) are the liver's
@@ -48,14 +48,18 @@ def core_intensity(probability: np.ndarray, image: np.ndarray) -> "tuple[float, 
     return median, SPREAD_SDS * 1.4826 * float(np.median(np.abs(values - median)))
 
 
-def unlike_core(probability: np.ndarray, image: np.ndarray, window: "tuple[float, float] | None") -> np.ndarray:
+def unlike_core(probability: np.ndarray, image: np.ndarray, window: "tuple[float, float] | None",
+                blended: "np.ndarray | None" = None) -> np.ndarray:
     """Mask of the voxels to drop from the liver (see the module docstring), for a liver ``probability`` map,
     the network's input ``image`` (same grid, any intensity scale) and the core's intensity ``window``
-    (``core_intensity`` of them; nothing is dropped without one)."""
+    (``core_intensity`` of them; nothing is dropped without one).  Voxels ``blended`` with padding (a resampled
+    field of view's edge: the liver there is darkened by it) are never dropped."""
     if window is None:
         return np.zeros(probability.shape, bool)
     median, spread = window
     unsure = (probability > 0.5) & (probability < CORE_PROBABILITY) & (np.abs(image - median) > spread)
+    if blended is not None:
+        unsure &= ~blended
     thick = ndimage.binary_propagation(ndimage.binary_erosion(unsure, _S18, iterations=THICK_EROSIONS), _S18,
                                        mask=unsure)
     if not thick.any():
@@ -74,24 +78,24 @@ def unlike_core(probability: np.ndarray, image: np.ndarray, window: "tuple[float
 
 
 def lobes_cut_by_top(parts: np.ndarray, liver: np.ndarray, image: np.ndarray, window: "tuple[float, float] | None",
-                     top_slices: float) -> np.ndarray:
+                     top_slices: float, scan_top: "np.ndarray | None" = None) -> np.ndarray:
     """The components of ``parts`` (face-connected, as ``largest_component``) other than ``liver`` that belong to
-    a liver cut by the top of the grid (axis 0 grows superior): only when ``liver`` reaches within
-    ``top_slices`` of the top, those that reach it too and whose median intensity in ``image`` lies within the
-    core's ``window`` (``core_intensity``; nothing is kept without one).  Bowel the network joins to a cut liver
-    has another intensity; a piece ending below the top cannot join the liver above the scan."""
+    a liver cut by the top of the scan (axis 0 grows superior; ``scan_top`` per column, ``liver_prep.scan_top``,
+    or the grid's top slice): only when ``liver`` reaches within ``top_slices`` of it, those that reach it too
+    and whose median intensity in ``image`` lies within the core's ``window`` (``core_intensity``; nothing is
+    kept without one).  Bowel the network joins to a cut liver has another intensity; a piece ending below the
+    top cannot join the liver above the scan."""
     keep = np.zeros(parts.shape, bool)
-    top = parts.shape[0] - 1 - top_slices
-    levels = np.flatnonzero(liver.any((1, 2)))
-    if levels.size == 0 or levels[-1] < top or window is None:
+    if window is None or not liver.any() or below_scan_top(liver, scan_top).min() > top_slices:
         return keep
     labels, n = ndimage.label(parts & ~liver)
     if n == 0:
         return keep
     index = np.arange(1, n + 1)
-    highest = ndimage.maximum(np.indices(parts.shape)[0], labels, index)
-    median = ndimage.median(image, labels, index)
-    ids = index[(np.asarray(highest) >= top) & (np.abs(np.asarray(median) - window[0]) <= window[1])]
+    pieces = labels > 0
+    nearest = np.asarray(ndimage.minimum(below_scan_top(pieces, scan_top), labels[pieces], index))
+    median = np.asarray(ndimage.median(image, labels, index))
+    ids = index[(nearest <= top_slices) & (np.abs(median - window[0]) <= window[1])]
     return np.isin(labels, ids)
 
 

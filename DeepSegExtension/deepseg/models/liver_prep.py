@@ -138,37 +138,49 @@ def unzoom_linear(array: np.ndarray, old_shape: Sequence[int], zoom: Sequence[fl
 
 # --- padding -------------------------------------------------------------------------------------------
 def padding_to_air(vol: np.ndarray) -> np.ndarray:
-    """A CT ``[x, y, z]`` (HU) with its constant-valued padding set to at most air (``AIR_HU``).
+    """A CT ``[x, y, z]`` (HU) with its constant-valued padding (``padding``) set to at most air (``AIR_HU``).
 
-    Padding is a region of one single value that holds a corner of the axial field of view (left or right,
-    front or back), as processed, registered or atlas images have around the body.  Scanned tissue always
-    carries noise, so no 3 x 3 x 3 neighbourhood inside a patient holds one value.  Padding at a
-    soft-tissue value (TotalSegmentator's head atlas is padded with 0 HU) is otherwise read as body: the
-    torso gate then sees the whole field of view as a torso, and the network marks the padding around the
-    head as liver.  Padding at or below air (-1024 HU outside a scanner's reconstruction circle, say) is
+    Padding at a soft-tissue value (TotalSegmentator's head atlas is padded with 0 HU) is otherwise read as
+    body: the torso gate then sees the whole field of view as a torso, and the network marks the padding around
+    the head as liver.  Padding at or below air (-1024 HU outside a scanner's reconstruction circle, say) is
     left as it is.
     """
-    out = vol
-    cube = np.ones((3, 3, 3), bool)
-    for value in _corner_padding_values(vol):
-        same = vol == value
-        labels, _ = ndimage.label(ndimage.binary_erosion(same, cube, border_value=1))  # flat voxels of this value
-        pad = np.isin(labels, np.setdiff1d(labels[[0, 0, -1, -1], [0, -1, 0, -1]], [0]))
-        out = out.copy() if out is vol else out
-        out[ndimage.binary_dilation(pad, cube) & same] = AIR_HU  # with its rim next to the body
+    pad = padding(vol, above=AIR_HU)
+    if not pad.any():
+        return vol
+    out = vol.copy()
+    out[pad] = AIR_HU
     return out
 
 
-def _corner_padding_values(vol: np.ndarray) -> np.ndarray:
-    """Values above air held by flat voxels (one value in their 3 x 3 x 3 neighbourhood) at the corners of
-    the axial field of view: the only candidates for ``padding_to_air`` (checked first, as it is cheap)."""
+def padding(vol: np.ndarray, above: float = -np.inf) -> np.ndarray:
+    """Mask of the constant-valued padding of an image ``[x, y, z]`` (of values above ``above`` only).
+
+    Padding is a region of one single value that holds a corner of the axial field of view (left or right,
+    front or back), as processed, registered, resampled or atlas images have around the body or beyond the
+    scanned field of view.  Scanned tissue always carries noise, so no 3 x 3 x 3 neighbourhood inside a patient
+    holds one value.  The mask holds the flat voxels of such a region and its rim of the same value.
+    """
+    mask = np.zeros(vol.shape, bool)
+    cube = np.ones((3, 3, 3), bool)
+    for value in _corner_padding_values(vol, above):
+        same = vol == value
+        labels, _ = ndimage.label(ndimage.binary_erosion(same, cube, border_value=1))  # flat voxels of this value
+        pad = np.isin(labels, np.setdiff1d(labels[[0, 0, -1, -1], [0, -1, 0, -1]], [0]))
+        mask |= ndimage.binary_dilation(pad, cube) & same  # with its rim next to the body
+    return mask
+
+
+def _corner_padding_values(vol: np.ndarray, above: float) -> np.ndarray:
+    """Values above ``above`` held by flat voxels (one value in their 3 x 3 x 3 neighbourhood) at the corners of
+    the axial field of view: the only candidates for ``padding`` (checked first, as it is cheap)."""
     values = []
     ends = (slice(0, 2), slice(None, -3, -1))  # the first two and the last two rows or columns, from the edge
     for x in ends:
         for y in ends:
             block = vol[x, y]
             flat = (ndimage.maximum_filter(block, 3) == ndimage.minimum_filter(block, 3))[0, 0]
-            values.append(block[0, 0][flat & (block[0, 0] > AIR_HU)])
+            values.append(block[0, 0][flat & (block[0, 0] > above)])
     return np.unique(np.concatenate(values))
 
 
@@ -271,27 +283,64 @@ def _limit(box: slice, spacing: float, max_mm: float) -> slice:
 
 class CTLandmarks(NamedTuple):
     """The body box and lung mask of a CT ``[x, y, z]`` LPS array: the body crop frames the liver with them,
-    and ``liver_site`` checks the predicted liver against them (found once, by ``ct_landmarks``)."""
+    and ``liver_site`` checks the predicted liver against them (found once, by ``ct_landmarks``); and, in a scan
+    without lungs (whose top cuts any liver), its constant-valued ``padding`` (``padding``): a tilted or resampled
+    field of view is padded above its slanted top, which is then not the grid's top slice (``scan_top``)."""
     body: Box
     lungs: "np.ndarray | None"
+    padding: "np.ndarray | None" = None
 
     def site(self) -> "CTSite":
         lung_top = None if self.lungs is None else int(np.flatnonzero(self.lungs.any((0, 1)))[-1])
-        return CTSite(self.body[2].stop, lung_top)
+        top = None if self.padding is None else scan_top(self.padding.transpose(2, 1, 0)).T
+        return CTSite(self.body[2].stop, lung_top, top)
 
 
 class CTSite(NamedTuple):
     """What ``liver_site`` needs of the landmarks (kept with a prepared input instead of the lung mask): the top
-    slice of the body box and the highest slice holding lung air (None without lungs); z grows superior."""
+    slice of the body box, the highest slice holding lung air (None without lungs) and the highest scanned slice
+    of each ``[x, y]`` column (``scan_top``; None, the grid's top slice, when no padding was looked for);
+    z grows superior."""
     body_top: int
     lung_top: "int | None"
+    scan_top: "np.ndarray | None" = None
+
+
+def scan_top(outside: np.ndarray) -> np.ndarray:
+    """The highest slice of each column of a grid (axis 0 grows superior) that lies in the scan, not ``outside``
+    it (padding): the top of the field of view, which a tilted grid holds slanted; the grid's top slice where a
+    column holds no scan."""
+    inside = ~outside
+    n = outside.shape[0]
+    return np.where(inside.any(0), n - 1 - np.argmax(inside[::-1], axis=0), n - 1)
+
+
+def mirror_above(image: np.ndarray, top: "np.ndarray | None", slices: int) -> np.ndarray:
+    """``image`` (axis 0 grows superior) grown by ``slices`` at its top, each column mirrored about the top of the
+    scan in it (``top`` from ``scan_top``; None: the grid's top slice, ``np.pad``'s symmetric mode): above a
+    slanted top, the padding is replaced by the mirrored scan too."""
+    if top is None:
+        return np.pad(image, ((0, slices), (0, 0), (0, 0)), mode="symmetric")
+    z = np.arange(image.shape[0] + slices)[:, None, None]
+    source = np.clip(np.where(z <= top, z, 2 * top + 1 - z), 0, image.shape[0] - 1)
+    return np.take_along_axis(image, np.broadcast_to(source, (z.shape[0], *image.shape[1:])), axis=0)
+
+
+def below_scan_top(mask: np.ndarray, top: "np.ndarray | None") -> np.ndarray:
+    """How far (slices) each voxel of ``mask`` (axis 0 grows superior; in ``np.nonzero`` order) lies below the
+    top of the scan in its column: ``top`` from ``scan_top`` (negative above it, in padding), or the grid's top
+    slice for every column when None."""
+    z, y, x = np.nonzero(mask)
+    return (mask.shape[0] - 1 if top is None else top[y, x]) - z
 
 
 def ct_landmarks(vol: np.ndarray, spacing: Sequence[float], tissue_th: float = -150,
                  lung_th: float = -600) -> CTLandmarks:
-    """The body box (soft tissue above ``tissue_th`` HU) and the lungs (air below ``lung_th`` HU) of a CT."""
+    """The body box (soft tissue above ``tissue_th`` HU) and the lungs (air below ``lung_th`` HU) of a CT, and
+    without lungs its padding."""
     body = body_box(vol, tissue_th)
-    return CTLandmarks(body, lung_air(vol, spacing, body, lung_th))
+    lungs = lung_air(vol, spacing, body, lung_th)
+    return CTLandmarks(body, lungs, padding(vol) if lungs is None else None)
 
 
 def crop_ct(vol: np.ndarray, spacing: Sequence[float], landmarks: "CTLandmarks | None" = None,
@@ -303,7 +352,7 @@ def crop_ct(vol: np.ndarray, spacing: Sequence[float], landmarks: "CTLandmarks |
     stay.  Without lungs the scan starts inside the liver: the box runs from the top of the body (slabs of air
     above it are not scanned anatomy) down at most ``TOP_CUT_SPAN_MM``.
     """
-    body, lungs = landmarks or ct_landmarks(vol, spacing, tissue_th)
+    body, lungs, _ = landmarks or ct_landmarks(vol, spacing, tissue_th)
     if lungs is None:
         z_stop = min(vol.shape[2], body[2].stop + 1)  # the body box is eroded by one voxel
         z = slice(max(0, z_stop - int(round(TOP_CUT_SPAN_MM / spacing[2]))), z_stop)

@@ -9,7 +9,8 @@ muscles of a pelvis-only CT as liver with a probability of ~0.93, so no confiden
 them apart; this anatomy can.  Any lung above is enough (pleural fluid can lift the lung bases off the
 diaphragm).  "Superior" comes from the direction matrix (``liver_prep.lps_volume``), distances are in mm,
 and the top of the field of view is the highest slice that holds the body: slabs of padding or air above
-it (a scan placed in a larger grid) are not part of the scan.
+it (a scan placed in a larger grid) are not part of the scan; nor is the padding above the slanted top of a tilted
+(resampled) field of view, whose top is taken column by column (``liver_prep.scan_top``).
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ def liver_top_is_covered(liver: np.ndarray, image: Volume, site: "lp.CTSite | No
     if levels.size == 0:
         return True
     top = int(levels[-1])
-    if (vol.shape[2] - 1 - top) * spacing[2] <= FOV_TOP_MM:  # the body cannot end higher than the grid
-        return True
     site = site or lp.ct_landmarks(lp.padding_to_air(vol), spacing).site()
+    top_yx = None if site.scan_top is None else site.scan_top.T
+    if lp.below_scan_top(mask.transpose(2, 1, 0), top_yx).min() * spacing[2] <= FOV_TOP_MM:
+        return True  # the body cannot end higher than the scan (the grid's top, or a tilted grid's slanted edge)
     if (site.body_top - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
         return True
     return site.lung_top is not None and site.lung_top > top
