@@ -70,7 +70,7 @@ def test_a_liver_has_lungs_or_the_top_of_the_scan_above_it(storage, scene, cover
     vol[liver] = 60.0
     if scene.endswith("air above"):
         vol[:, :, top + 1:] = -1024.0
-    if scene.endswith("slanted top"):  # the liver's highest slice lies ~50 mm below the body's
+    if scene.endswith("slanted top"):  # the liver's highest slice lies 48 mm below the body's
         x, z = np.indices(vol.shape)[[0, 2]]
         outside = z > nz - 1 - 0.3 * (vol.shape[0] - 1 - x)  # lowest on the right, where the liver is
         vol[outside], liver[outside] = -1024.0, False
