@@ -53,6 +53,7 @@ def _stored(array_xyz: np.ndarray, storage: str) -> tuple[Volume, "callable"]:
     ("near the top", True),              # no lungs, top 8 mm below the edge (the network's boundary error)
     ("cut by the top, air above", True),  # the same scan placed in a larger grid: 60 mm of air above it
     ("cut by a slanted top", True),      # a tilted grid: the field of view's top falls 120 mm across it, padded above
+    ("tissue below a slanted top", False),  # the same grid, the "liver" 48 mm below that edge at the nearest
     ("tissue above, no lungs", False),   # a pelvis-only scan: bladder / muscle 80 mm below the top
     ("far below the lungs", True),       # lungs above, 120 mm higher: allowed (pleural fluid can lift them)
     ("above the lungs", False),          # lungs in view, all of them below the "liver" (a head or a neck)
@@ -62,7 +63,7 @@ def test_a_liver_has_lungs_or_the_top_of_the_scan_above_it(storage, scene, cover
     lungs_from, top = {"under the lungs": (50, 47), "cut by the top": (None, 79), "near the top": (None, 77),
                        "tissue above, no lungs": (None, 59), "far below the lungs": (50, 19),
                        "cut by the top, air above": (None, 64), "above the lungs": (None, 59),
-                       "cut by a slanted top": (None, 79)}[scene]
+                       "cut by a slanted top": (None, 79), "tissue below a slanted top": (None, 45)}[scene]
     vol = _torso(nz, lungs_from)
     if scene == "above the lungs":
         vol[15:45, 20:60, :30] = vol[55:85, 20:60, :30] = -850.0  # two whole lungs (3 L each) in slices 0-29
@@ -70,7 +71,7 @@ def test_a_liver_has_lungs_or_the_top_of_the_scan_above_it(storage, scene, cover
     vol[liver] = 60.0
     if scene.endswith("air above"):
         vol[:, :, top + 1:] = -1024.0
-    if scene.endswith("slanted top"):  # the liver's highest slice lies 48 mm below the body's
+    if scene.endswith("slanted top"):  # cut by it, the liver's highest slice lies 48 mm below the body's
         x, z = np.indices(vol.shape)[[0, 2]]
         outside = z > nz - 1 - 0.3 * (vol.shape[0] - 1 - x)  # lowest on the right, where the liver is
         vol[outside], liver[outside] = -1024.0, False
