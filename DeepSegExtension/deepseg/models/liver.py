@@ -45,7 +45,7 @@ from . import liver_prep as lp
 from .base import Output, Prepared, SegmentationModel, Stage, WindowSpec, fill_values
 from .card import ModelCard
 from .liver_convert import WEIGHTS_FILE
-from .liver_core import core_intensity, lobes_cut_by_top, unlike_core
+from .liver_core import core_intensity, denoised, lobes_cut_by_top, unlike_core
 from .liver_site import FOV_TOP_MM, liver_top_is_covered
 from .networks.liver_unet import LiverUNet
 
@@ -80,11 +80,13 @@ def _net_to_xyz(array_zyx: np.ndarray) -> np.ndarray:
 def liver_mask_3mm(probability: np.ndarray, image: Optional[np.ndarray] = None, top_slices: float = 0.0,
                    padding: Optional[np.ndarray] = None) -> np.ndarray:
     """The original's liver post-processing on the network grid: >0.5, erode, largest component, dilate;
-    given the network's input ``image`` (a scan whose top cuts the liver), bowel grown onto the liver is dropped
-    first and the liver's lobes cut apart by the top of the scan (within ``top_slices`` of it) are kept
-    (``liver_core``).  ``padding``: the share of each voxel that is padding (``_scan_top``), if the scan has any."""
+    given the network's input ``image`` (a scan whose top cuts the liver; read through ``denoised``), bowel grown
+    onto the liver is dropped first and the liver's lobes cut apart by the top of the scan (within ``top_slices``
+    of it) are kept (``liver_core``).  ``padding``: the share of each voxel that is padding (``_scan_top``), if
+    the scan has any."""
     window = None
     if image is not None:
+        image = denoised(image)
         window = core_intensity(probability, image)  # once: unlike_core keeps the confident core it is taken from
         blended = None if padding is None else padding > 0
         probability = np.where(unlike_core(probability, image, window, blended), 0, probability)
