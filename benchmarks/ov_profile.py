@@ -15,7 +15,8 @@ whole-activation means, the pattern OpenVINO fuses into its MVN layer, before EX
 seconds per patch (less sensitive to other programs than wall time) and wall. ``--torch`` also compares each
 output with PyTorch float32's on the same patch (relative difference, share of voxels whose argmax differs).
 ``--request-wait`` times, instead, making an infer request of the compiled network while it is idle and while
-another request computes a patch (the reason ``backends._openvino_runner`` makes its requests up front).
+another request computes a patch, and the memory requests take (the reason ``backends._openvino_runner`` makes its
+requests up front).
 
     python benchmarks/ov_profile.py [--spacing 3] [--patch 256 80 112] [--reps 3] [--threads 1] [--streams 1]
                                     [--ab KEY=VALUE ...] [--torch]
@@ -78,21 +79,40 @@ def compile_variant(net, shape: tuple, spec: dict, threads: int, cache: Path, st
 
 
 def request_wait(compiled, shape: tuple) -> None:
-    """Seconds to make an infer request with nothing running, and one second into another request's patch."""
+    """Seconds to make an infer request with nothing running, and one second into another request's patch (once
+    with one request warmed up, once with three, two streams' worth); and the resident memory requests cost
+    before and at their first inference."""
+    import psutil
+
+    rss = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+    def made_during_a_patch(busy) -> str:
+        t0 = time.perf_counter()
+        busy.start_async({0: x})
+        time.sleep(1.0)
+        t1 = time.perf_counter()
+        made = compiled.create_infer_request()
+        waited = time.perf_counter() - t1
+        busy.wait()
+        return made, f"{waited:.1f} s when asked 1.0 s into a patch that took {time.perf_counter() - t0:.1f} s"
+
+    before = rss()
     t0 = time.perf_counter()
     busy = compiled.create_infer_request()
     idle = time.perf_counter() - t0
+    spares = [compiled.create_infer_request() for _ in range(2)]
+    made = rss()
     busy.infer({0: x})  # the first inference allocates the stream's memory: not part of what is timed
-    t0 = time.perf_counter()
-    busy.start_async({0: x})
-    time.sleep(1.0)
-    t1 = time.perf_counter()
-    compiled.create_infer_request()
-    made = time.perf_counter() - t1
-    busy.wait()
-    print(f"making an infer request: {idle:.3f} s idle; {made:.1f} s when asked 1.0 s into a patch that took "
-          f"{time.perf_counter() - t0:.1f} s in all (load average {os.getloadavg()[0]:.1f})")
+    first = rss()
+    _, one_warm = made_during_a_patch(busy)
+    for request in spares:
+        request.infer({0: x})
+    _, all_warm = made_during_a_patch(busy)
+    print(f"making an infer request: {idle:.3f} s idle; {one_warm} (one request warmed up); {all_warm} (three "
+          f"warmed up); load average {os.getloadavg()[0]:.1f}")
+    print(f"resident memory: +{made - before:.0f} MiB for making three requests, +{first - made:.0f} MiB at the "
+          f"first one's first inference")
 
 
 def main() -> None:

@@ -351,8 +351,8 @@ def _openvino_runner(net: nn.Module, shape: tuple, stem: Path, streams: int = 1)
     if compiled is None:
         compiled = compile_openvino(xml, streams, threads)
     # every request the sliding window holds at once (``in_order``: one per running stream and the output being
-    # summed), made now: making one waits for every inference of ``compiled`` that is running (OpenVINO 2026.4:
-    # 20.9 s into a 22.9 s patch, benchmarks/RESULTS.md), and costs no memory before its first inference
+    # summed), made now: making one while another computes a patch can wait for that patch (OpenVINO 2026.4: up to
+    # 19.1 s, not always; ``benchmarks/ov_profile.py --request-wait``), and costs no memory before its first inference
     requests = [compiled.create_infer_request() for _ in range(streams + 1)]
     free = collections.deque(requests)  # requests whose output nobody holds any more; thread-safe append / pop
 
