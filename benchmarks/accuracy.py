@@ -398,6 +398,9 @@ CASES = {
     "totalseg-aorta-ct-flipped": Case(
         "totalseg-aorta-ct-flipped", _restored(totalseg_aorta_ct, "flip_storage"),
         "totalseg-aorta-ct stored in reverse order along i, j and k"),
+    "totalseg-aorta-ct-oblique": Case(
+        "totalseg-aorta-ct-oblique", _oblique(totalseg_aorta_ct),
+        "totalseg-aorta-ct resampled onto a grid rotated 20 degrees about k and 10 about j (lungs in view)"),
     "totalseg-aorta-ct-narrow-fov": Case(
         "totalseg-aorta-ct-narrow-fov", _without(_without(totalseg_aorta_ct, 30.0, "R"), 30.0, "L"),
         "totalseg-aorta-ct with 30 mm less field of view on the patient's right and left"),
@@ -450,7 +453,7 @@ LARGE_FOV_VARIANTS = (
     "totalseg-ct-full-top-cut-40-flipped", "totalseg-ct-full-top-cut-40-slices-5mm",
     "totalseg-aorta-ct-bottom-cut-15", "totalseg-aorta-ct-bottom-cut-30", "totalseg-aorta-ct-lowest-60",
     "totalseg-aorta-ct-lowest-90", "totalseg-aorta-ct-lowest-120", "totalseg-aorta-ct-slices-5mm",
-    "totalseg-aorta-ct-flipped", "totalseg-aorta-ct-narrow-fov")
+    "totalseg-aorta-ct-flipped", "totalseg-aorta-ct-narrow-fov", "totalseg-aorta-ct-oblique")
 
 
 def _ct_liver(case: str, structures: dict = LIVER) -> Run:

@@ -59,6 +59,33 @@ def test_restore_maps_network_space_back_onto_the_input_grid(thin):
     assert _dice(labels == 1, organ) > 0.9
 
 
+def test_an_oblique_ct_reaches_the_network_on_lps_axes_and_returns_on_its_own_grid():
+    """A CT on a tilted grid is resampled onto L, P, S axes before the network (which learnt axial scans): its
+    network input is that of the axis-aligned image; the probabilities come back on the tilted grid."""
+    from deepseg.io import resample_onto
+    from deepseg.models import liver_prep as lp
+
+    volume, organ = _synthetic_ct()
+    volume, organ = Volume(volume.array[:, 16:], volume.spacing, volume.origin, volume.direction), organ[:, 16:]
+    a, b = np.deg2rad(20), np.deg2rad(10)
+    tilt = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ \
+        np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    centre = volume.ijk_to_lps() @ np.append((np.array(volume.size_ijk) - 1) / 2, 1)
+    size_ijk = np.array([100, 90, 50])
+    origin = centre[:3] - tilt @ volume.direction @ np.diag(volume.spacing) @ ((size_ijk - 1) / 2)
+    grid = Volume(np.zeros(tuple(size_ijk[::-1]), np.float32), volume.spacing, tuple(origin), tilt @ volume.direction)
+    oblique = resample_onto(volume, grid, default=-1000.0)
+    organ_there = resample_onto(volume.with_array(organ.astype(np.uint8)), grid, nearest=True).array > 0
+    model = _model(lesions=False)
+    prepared = model.prepare([oblique])
+    np.testing.assert_array_equal(prepared.image, model.prepare([lp.axis_aligned(oblique, (1.5, 1.5, 1.5))]).image)
+    fake = (prepared.image[0] > 0.4).astype(np.float32)  # a "network" that finds the bright organ
+    probs = model.restore(torch.from_numpy(np.stack([1 - fake, fake])), prepared)
+    assert probs.shape == (2,) + oblique.shape
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    assert _dice(model.labels_from_probabilities(probs) == 1, organ_there) > 0.85
+
+
 def test_a_liver_needs_lungs_or_the_top_of_the_scan_above_it():
     """The 'organ' 45 mm below the top of a scan without lungs (tissue above it, as the bladder the network
     takes for liver in a pelvis-only CT) is dropped; with lungs from 10 mm above it down it is a liver."""

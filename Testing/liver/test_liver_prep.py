@@ -188,3 +188,52 @@ def test_mirror_above_follows_the_top_of_the_scan_in_each_column():
     grown = lp.mirror_above(image, top, 6)
     assert np.array_equal(grown[:, :, :2], np.pad(image[:, :, :2], ((0, 6), (0, 0), (0, 0)), mode="symmetric"))
     assert np.array_equal(grown[7:13, :, 2:], image[6:0:-1, :, 2:])
+
+
+def _tilted(volume: Volume, degrees: float) -> Volume:
+    """``volume``'s voxels on a grid rotated by ``degrees`` about its k axis (the same array, a tilted direction)."""
+    a = np.deg2rad(degrees)
+    rotation = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    return Volume(volume.array, volume.spacing, volume.origin, volume.direction @ rotation, volume.name)
+
+
+def test_an_axis_aligned_grid_is_not_resampled():
+    """In any storage order, or tilted so little that no voxel centre moves half a voxel, the image is its own
+    axis-aligned grid (a resampling would copy it); tilted more, it is resampled."""
+    arr = np.random.default_rng(0).normal(size=(6, 20, 30)).astype(np.float32)
+    permuted = Volume(arr, (1.0, 2.0, 3.0), (5.0, -3.0, 2.0), np.array([[0.0, 0, -1], [1, 0, 0], [0, -1, 0]]))
+    assert lp.axis_aligned(permuted, (0.5, 0.5, 0.5)) is permuted
+    # the far j end of a 30 x 20 voxel slice (38 mm) moves 0.33 mm along i (1 mm voxels) at 0.5 degrees, 1.3 at 2
+    slightly = _tilted(permuted, 0.5)
+    assert lp.axis_aligned(slightly, (0.5, 0.5, 0.5)) is slightly
+    more = _tilted(permuted, 2.0)
+    assert not lp.axis_aligned(more, (0.5, 0.5, 0.5)).same_grid(more)
+
+
+@pytest.mark.parametrize("finest", [(9.0, 9.0, 9.0), (0.4, 0.6, 1.0)])
+def test_an_oblique_grid_is_resampled_onto_lps_axes_by_nearest_neighbour(oblique_volume, finest):
+    """The aligned grid runs along L, P, S (the closest canonical axes, the image's spacings or ``finest`` where
+    finer), holds every voxel of the oblique field of view, and each of its voxels holds the value of the nearest
+    oblique voxel, or the image's minimum outside the field of view: no voxel value is made up."""
+    aligned = lp.axis_aligned(oblique_volume, finest)
+    ornt = lp.lps_orientation(oblique_volume.direction, oblique_volume.spacing)
+    axes = np.zeros((3, 3))
+    axes[ornt[:, 0].astype(int), np.arange(3)] = ornt[:, 1]
+    np.testing.assert_array_equal(aligned.direction, axes)
+    lps_axis = ornt[:, 0].astype(int)
+    np.testing.assert_allclose(aligned.spacing, np.minimum(oblique_volume.spacing, np.asarray(finest)[lps_axis]))
+    to_aligned = np.linalg.inv(aligned.ijk_to_lps()) @ oblique_volume.ijk_to_lps()
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in oblique_volume.size_ijk], indexing="ij")).reshape(3, -1)
+    inside = (to_aligned @ np.vstack([corners, np.ones(corners.shape[1])]))[:3]
+    assert (inside > -0.5 - 1e-6).all() and (inside < np.array(aligned.size_ijk)[:, None] - 0.5 + 1e-6).all()
+    assert set(np.unique(aligned.array)) <= set(np.unique(oblique_volume.array))
+    k, j, i = np.meshgrid(*[np.arange(n) for n in aligned.shape], indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])
+    source = np.rint((np.linalg.inv(oblique_volume.ijk_to_lps()) @ aligned.ijk_to_lps() @ ijk)[:3]).astype(int)
+    within = ((source >= 0) & (source < np.array(oblique_volume.size_ijk)[:, None])).all(0)
+    # away from rounding ties (a voxel centre half-way between two oblique voxels), the value is the nearest one's
+    exact = np.abs((np.linalg.inv(oblique_volume.ijk_to_lps()) @ aligned.ijk_to_lps() @ ijk)[:3] - source).max(0) < 0.49
+    values = aligned.array.ravel()
+    i, j, k = (np.clip(source[a], 0, n - 1) for a, n in enumerate(oblique_volume.size_ijk))
+    np.testing.assert_array_equal(values[within & exact], oblique_volume.array[k, j, i][within & exact])
+    assert (values[~within] == oblique_volume.array.min()).all()

@@ -145,8 +145,8 @@ class LiverModel(SegmentationModel):
     # --- prepare ---------------------------------------------------------------------------------------
     def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         self.check_channels(channels)
-        image = channels[0]
-        check_image(image)
+        check_image(channels[0])
+        image = lp.axis_aligned(channels[0], self.liver_spacing / 2)  # an oblique grid: onto L, P, S axes
         vol, spacing, ornt = lp.lps_volume(image)
         landmarks = None
         if self.modality == "CT":
@@ -172,8 +172,9 @@ class LiverModel(SegmentationModel):
         context = {"ornt": ornt, "lps_shape": vol.shape, "box": box, "crop_shape": cropped.shape,
                    "coarse_zoom": zoom1 * 0.5, "z_pad": z_pad, "torso": torso, "context_above": above,
                    "padding": _net_padding(landmarks.padding[box], zoom1) if above else None,
-                   "site": None if landmarks is None else landmarks.site()}
-        return Prepared(_xyz_to_net(coarse), image, context)
+                   "site": None if landmarks is None else landmarks.site(),
+                   "aligned": None if image is channels[0] else _grid_of(image)}
+        return Prepared(_xyz_to_net(coarse), channels[0], context)
 
     # --- network ---------------------------------------------------------------------------------------
     def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False, overlap: Optional[float] = None,
@@ -196,16 +197,16 @@ class LiverModel(SegmentationModel):
             # network was trained with context above the liver (see the module docstring)
             mirrored = lp.mirror_above(prepared.image[0], _scan_top(padding), above)[None]
             probabilities = run(mirrored)[:, :-above]
-        if padding is not None:  # no liver where the grid mostly holds no scan (above a tilted grid's slanted top)
-            outside = torch.from_numpy(padding >= 0.5).to(probabilities.device)
-            probabilities[0][outside], probabilities[1][outside] = 1, 0
         return probabilities
 
     # --- back to the input grid ------------------------------------------------------------------------
     def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
         """Drop the mirrored z context, undo the RAS flip, zoom back linearly into the body crop (``fill``
-        outside it) and reorient to the input's axes."""
-        ctx = prepared.context
+        outside it), reorient to the input's axes and, for an oblique input, resample linearly onto its grid."""
+        return _onto_input(self._on_model_grid(maps, prepared.context, fill), prepared, fill)
+
+    def _on_model_grid(self, maps, ctx: dict, fill: "float | Sequence[float]") -> np.ndarray:
+        """``to_input_grid`` up to the grid the model ran on: the input's, or its axis-aligned copy."""
         lo, hi = ctx["z_pad"]
         maps = np.asarray(maps, np.float32)
         out = np.empty((maps.shape[0], *ctx["lps_shape"]), np.float32)
@@ -227,13 +228,19 @@ class LiverModel(SegmentationModel):
         image = prepared.image[0][lo:p.shape[0] - hi] if prepared.context["context_above"] else None
         top = FOV_TOP_MM / self.liver_spacing[2]
         kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image, top, prepared.context["padding"]), body, 0)
-        liver = self.to_input_grid(kept[None], prepared)[0]
-        if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, prepared.reference,
-                                                              prepared.context["site"]):
+        liver = self._on_model_grid(kept[None], prepared.context, 0.0)[0]
+        padding = prepared.context["padding"]  # set only for a lung-less box of full height: no z_pad
+        if padding is not None:  # no liver where the scan is mostly padding (above a tilted grid's slanted top); this
+            # after the zoom back, not before: a zeroed network voxel above the top would pull the top slice under 0.5
+            liver[self._on_model_grid(padding[None], prepared.context, 0.0)[0] >= 0.5] = 0
+        aligned = prepared.context["aligned"]
+        grid = prepared.reference if aligned is None else aligned
+        if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, grid, prepared.context["site"]):
             log.warning("The predicted liver has neither lungs nor the top of the field of view above it (%.0f mL): "
                         "it is not a liver, and the liver model returns none.",
-                        (liver > 0.5).sum() * prepared.reference.voxel_volume_mm3 / 1000.0)
+                        (liver > 0.5).sum() * grid.voxel_volume_mm3 / 1000.0)
             liver = np.zeros_like(liver)
+        liver = _onto_input(liver[None], prepared, 0.0)[0]
         return np.stack([1 - liver, liver])
 
     # --- the cascade -----------------------------------------------------------------------------------
@@ -331,6 +338,23 @@ class LesionStage(Stage):
     def restore(self, output, prepared: Prepared) -> np.ndarray:
         lesion = np.clip(self.to_input_grid(np.asarray(output[1:2], np.float32), prepared)[0], 0, 1)
         return np.stack([1 - lesion, lesion])
+
+
+def _grid_of(image: Volume) -> Volume:
+    """``image``'s grid without its voxels (a zero-strided array), to resample onto or from."""
+    return image.with_array(np.broadcast_to(np.uint8(0), image.shape))
+
+
+def _onto_input(maps: np.ndarray, prepared: Prepared, fill: "float | Sequence[float]") -> np.ndarray:
+    """Maps ``(C, k, j, i)`` on the grid the liver model ran on, linearly onto the input's grid (``fill`` where the
+    input reaches outside it); as they are when the model ran on the input's own grid (``LiverModel.prepare``)."""
+    from ..io import resample_onto
+
+    aligned = prepared.context["aligned"]
+    if aligned is None:
+        return maps
+    return np.stack([resample_onto(aligned.with_array(m), prepared.reference, default=value).array
+                     for m, value in zip(maps, fill_values(fill, maps.shape[0]))])
 
 
 def from_xyz(channels_xyz: np.ndarray, ornt: np.ndarray) -> np.ndarray:
