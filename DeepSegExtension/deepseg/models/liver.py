@@ -11,8 +11,10 @@ Lesion stage (cascade): the whole image normalised (CT as above; MR centred on t
 cropped to the dilated liver, and tiled with non-overlapping 180 x 172 x 86 patches (``valid``
 convolutions, 92 x 84 x 42 outputs); lesion = sigmoid > 0.5.
 
-Deviations: probabilities return to the input grid by linear interpolation at the exact voxel centres
-(the original zooms the binary mask corner-aligned and keeps every voxel > 0); the body crop skips the
+Deviations: an oblique (tilted) input grid is first resampled by nearest neighbour onto L, P, S axes
+(``liver_prep.axis_aligned``: the network learnt axial scans, and finds less liver on a smoothed one); probabilities
+return to the input grid by linear interpolation at the exact voxel centres (the original zooms the binary mask
+corner-aligned and keeps every voxel > 0); the body crop skips the
 pelvis search (see ``liver_prep.crop_ct``); volumes covering less than 90 mm in z after the crop are
 mirrored in z to 90 mm before the liver network (card ``preprocessing.z_context_mm``; 0 turns it off):
 the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the liver Dice rose from
