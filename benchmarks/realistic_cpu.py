@@ -65,13 +65,15 @@ def _tile_z(img, slices: int):
     return out
 
 
-def _at_spacing(img, spacing: float, label: bool):
+def _at_spacing(img, spacing: float, label: bool, smooth: bool = False):
+    """``img`` resampled to isotropic ``spacing`` mm: linearly, or a label map by nearest neighbour (with
+    ``smooth``: SimpleITK's label-linear interpolation, boundaries as smooth as a map made at ``spacing``)."""
     import SimpleITK as sitk
 
     if abs(img.GetSpacing()[0] - spacing) < 1e-6:
         return img
     size = [int(round(n * s / spacing)) for n, s in zip(img.GetSize(), img.GetSpacing())]
-    interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
+    interp = sitk.sitkLinear if not label else sitk.sitkLabelLinear if smooth else sitk.sitkNearestNeighbor
     return sitk.Resample(img, size, sitk.Transform(), interp, img.GetOrigin(), (spacing,) * 3, img.GetDirection(),
                          0 if label else -1024, img.GetPixelID())
 
