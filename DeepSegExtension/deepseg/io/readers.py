@@ -136,8 +136,9 @@ def write_volume(volume: Volume, path: "str | Path", compress: bool = True) -> N
     sitk.WriteImage(volume_to_sitk(volume), str(p), useCompression=compress)
 
 
-NIFTI_GZIP_LEVEL = 1  # a label map is ~20 % larger than at SimpleITK's level 6, written 2.5-4x faster (an ad-hoc
-# probe under load: 0.29 vs 1.13 s for a 3 mm TotalSegmentator-sized map, 2.05 vs 5.08 s for 8x that)
+NIFTI_GZIP_LEVEL = 1  # vs SimpleITK 2.5's own level 6 (zlib-ng): a TotalSegmentator label map is 2.0-2.9x larger,
+# written 1.2-1.5x faster at 3 and 1.5 mm, 2x slower on a 512x512 CT grid (`python benchmarks/nifti_write.py`,
+# benchmarks/RESULTS.md 2026-12-02)
 
 
 def _write_nifti_gz(volume: Volume, path: Path) -> None:
