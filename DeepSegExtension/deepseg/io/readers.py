@@ -130,28 +130,4 @@ def write_volume(volume: Volume, path: "str | Path", compress: bool = True) -> N
         return
     import SimpleITK as sitk
 
-    if suffix == ".nii.gz" and compress:  # SimpleITK's own gzip is level 6 (its compressionLevel is ignored)
-        _write_nifti_gz(volume, p)
-        return
     sitk.WriteImage(volume_to_sitk(volume), str(p), useCompression=compress)
-
-
-NIFTI_GZIP_LEVEL = 1  # vs SimpleITK 2.5's own level 6 (zlib-ng): a TotalSegmentator label map is 2.0-2.9x larger,
-# written 1.2-1.5x faster at 3 and 1.5 mm, 2x slower on a 512x512 CT grid (`python benchmarks/nifti_write.py`,
-# benchmarks/RESULTS.md 2026-12-02)
-
-
-def _write_nifti_gz(volume: Volume, path: Path) -> None:
-    """SimpleITK's NIfTI (its header: the geometry as every other NIfTI we write) gzipped at
-    ``NIFTI_GZIP_LEVEL``, through an uncompressed file beside ``path``."""
-    import gzip
-    import shutil
-    import tempfile
-
-    import SimpleITK as sitk
-
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".deepseg-") as tmp:
-        raw = Path(tmp) / "volume.nii"
-        sitk.WriteImage(volume_to_sitk(volume), str(raw), useCompression=False)
-        with open(raw, "rb") as src, gzip.open(path, "wb", compresslevel=NIFTI_GZIP_LEVEL) as dst:
-            shutil.copyfileobj(src, dst, 1 << 22)
