@@ -1,6 +1,12 @@
-"""Writing a label map as .nii.gz: DeepSeg's ``write_volume`` (SimpleITK's uncompressed NIfTI gzipped at
-``NIFTI_GZIP_LEVEL``) against SimpleITK's own compressed write (zlib level 6; it ignores ``compressionLevel``),
+"""Writing a label map as .nii.gz: DeepSeg's ``write_volume`` against SimpleITK's own compressed write,
 interleaved in one run.
+
+From 262a7dd to b1b5260 ``write_volume`` gzipped SimpleITK's uncompressed NIfTI itself at level 1; the runs of
+that code (benchmarks/RESULTS.md, 2026-12-02 05:33) found its files 2.0-2.9x larger than SimpleITK's and 2x
+slower to write on a CT's 512x512 grid, so since b1b5260 ``write_volume`` calls
+``sitk.WriteImage(..., useCompression=True)`` itself: both columns are then one writer, the sizes must agree
+(ratio 1.00) and the time ratio shows only the overhead of ``write_volume`` plus noise. The script stays as the
+record of what writing these maps costs and to compare any other writer against SimpleITK's.
 
 Label maps: the shared TotalSegmentator segmentations as uint16 (the type DeepSeg writes labels in),
 mirror-tiled in z to whole-body extent (900 mm) as ``realistic_cpu`` does:
@@ -56,7 +62,7 @@ def write_deepseg(volume, path: Path) -> None:
 
 
 def write_sitk(volume, path: Path) -> None:
-    """What ``write_volume`` did before it gzipped itself: SimpleITK's own compressed NIfTI."""
+    """SimpleITK's own compressed NIfTI (what ``write_volume`` calls again since b1b5260)."""
     import SimpleITK as sitk
 
     from deepseg.io import volume_to_sitk
@@ -85,16 +91,14 @@ def time_writes(volume, folder: Path, rounds: int) -> dict:
 
 
 def markdown(rows: list[tuple[str, object, dict]], command: str, load: tuple[float, float]) -> str:
-    import zlib
-
     import SimpleITK as sitk
 
     lines = [f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              f"Command: `{command}`; load average (1 min) {load[0]:.1f} at start, {load[1]:.1f} at end; "
              f"seconds are medians of {len(rows[0][2]['seconds']['sitk'])} rounds. SimpleITK "
-             f"{sitk.Version_VersionString()}; Python's zlib {zlib.ZLIB_RUNTIME_VERSION} (deepseg's gzip).", "",
-             "| label map | NIfTI unzipped (MB) | deepseg `write_volume`, level 1: s (rounds), MB | SimpleITK "
-             "`WriteImage(useCompression=True)`, level 6: s (rounds), MB | size ratio (deepseg / SimpleITK) | "
+             f"{sitk.Version_VersionString()}.", "",
+             "| label map | NIfTI unzipped (MB) | deepseg `write_volume`: s (rounds), MB | SimpleITK "
+             "`WriteImage(useCompression=True)`: s (rounds), MB | size ratio (deepseg / SimpleITK) | "
              "time ratio (SimpleITK / deepseg) |",
              "|---|---|---|---|---|---|"]
     for name, volume, r in rows:
@@ -104,7 +108,7 @@ def markdown(rows: list[tuple[str, object, dict]], command: str, load: tuple[flo
         size = "x".join(str(n) for n in volume.size_ijk)
         lines.append(f"| {name} ({size}) | {r['raw_bytes'] / 1e6:.1f} | "
                      f"{cells[0]} | {cells[1]} | {r['bytes']['deepseg'] / r['bytes']['sitk']:.2f} | "
-                     f"{med['sitk'] / med['deepseg']:.1f} |")
+                     f"{med['sitk'] / med['deepseg']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
