@@ -99,3 +99,16 @@ def test_constant_padding_at_a_tissue_value_is_read_as_air():
     assert not lp.shows_torso(out.shape, lp.crop_ct(out, (2.0, 2.0, 2.0)), (2.0, 2.0, 2.0))
     air_padded = np.where(head[..., None], vol, -1024.0).astype(np.float32)
     assert np.array_equal(lp.padding_to_air(air_padded), air_padded)  # padding at or below air stays
+
+
+def test_the_top_of_a_slanted_scan_is_kept_per_column_as_below_scan_top_reads_it():
+    """``CTSite.scan_top`` is indexed ``[y, x]`` (as ``below_scan_top`` reads it): on a 100 x 80 torso whose field
+    of view ends on a slope along x, each column's top is its highest voxel below the padding."""
+    vol = _torso(80)
+    x, z = np.indices(vol.shape)[[0, 2]]
+    vol[z > 79 - 0.3 * (99 - x)] = -1024.0
+    site = lp.ct_landmarks(vol, SPACING).site()
+    assert site.lung_top is None and site.scan_top.shape == (80, 100)
+    expected = np.floor(79 - 0.3 * (99 - np.arange(90))).astype(int)  # the top slice of column x, for every y
+    # (at x >= 90 the padding is under 3 voxels thick: too thin for padding's 3 x 3 x 3 flat test, so the grid's top is taken)
+    np.testing.assert_array_equal(site.scan_top[:, :90], np.broadcast_to(expected, (80, 90)))

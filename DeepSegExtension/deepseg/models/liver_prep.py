@@ -323,15 +323,15 @@ class CTLandmarks(NamedTuple):
 
     def site(self) -> "CTSite":
         lung_top = None if self.lungs is None else int(np.flatnonzero(self.lungs.any((0, 1)))[-1])
-        top = None if self.padding is None else scan_top(self.padding.transpose(2, 1, 0)).T
+        top = None if self.padding is None else scan_top(self.padding.transpose(2, 1, 0))
         return CTSite(self.body[2].stop, lung_top, top)
 
 
 class CTSite(NamedTuple):
     """What ``liver_site`` needs of the landmarks (kept with a prepared input instead of the lung mask): the top
     slice of the body box, the highest slice holding lung air (None without lungs) and the highest scanned slice
-    of each ``[x, y]`` column (``scan_top``; None, the grid's top slice, when no padding was looked for);
-    z grows superior."""
+    of each column, indexed ``[y, x]`` as ``below_scan_top`` reads it (``scan_top``; None, the grid's top slice,
+    when no padding was looked for); z grows superior."""
     body_top: int
     lung_top: "int | None"
     scan_top: "np.ndarray | None" = None

@@ -28,15 +28,15 @@ def liver_top_is_covered(liver: np.ndarray, image: Volume, site: "lp.CTSite | No
     """Whether a predicted liver mask (``image``'s grid, ``[k, j, i]``) has the superior edge of the field of
     view just above its top, or lungs anywhere above it (see the module docstring); True for an empty mask.
     ``site`` is what the body crop found on ``image`` (with its padding read as air); found here if not given."""
-    vol, spacing, ornt = lp.lps_volume(image)
+    ornt = lp.lps_orientation(image.direction, image.spacing)
+    spacing = lp.xyz_spacing(image.spacing, ornt)
     mask = lp.to_lps_xyz(np.asarray(liver) > 0, ornt)
     levels = np.flatnonzero(mask.any((0, 1)))  # z grows towards superior
     if levels.size == 0:
         return True
     top = int(levels[-1])
-    site = site or lp.ct_landmarks(lp.padding_to_air(vol), spacing).site()
-    top_yx = None if site.scan_top is None else site.scan_top.T
-    if lp.below_scan_top(mask.transpose(2, 1, 0), top_yx).min() * spacing[2] <= FOV_TOP_MM:
+    site = site or lp.ct_landmarks(lp.padding_to_air(lp.lps_volume(image)[0]), spacing).site()
+    if lp.below_scan_top(mask.transpose(2, 1, 0), site.scan_top).min() * spacing[2] <= FOV_TOP_MM:
         return True  # the body cannot end higher than the scan (the grid's top, or a tilted grid's slanted edge)
     if (site.body_top - top) * spacing[2] <= FOV_TOP_MM:  # the box is eroded by one voxel: stop = its top slice
         return True
