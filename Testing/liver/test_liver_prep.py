@@ -211,16 +211,19 @@ def test_an_axis_aligned_grid_is_not_resampled():
 
 
 @pytest.mark.parametrize("finest", [(9.0, 9.0, 9.0), (0.4, 0.6, 1.0)])
-def test_an_oblique_grid_is_resampled_onto_lps_axes_by_nearest_neighbour(oblique_volume, finest):
+@pytest.mark.parametrize("flip", [(1.0, 1.0, 1.0), (-1.0, 1.0, -1.0)])
+def test_an_oblique_grid_is_resampled_onto_lps_axes_by_nearest_neighbour(oblique_volume, finest, flip):
     """The aligned grid runs along L, P, S (the closest canonical axes, the image's spacings or ``finest`` where
     finer), holds every voxel of the oblique field of view, and each of its voxels holds the value of the nearest
     oblique voxel, or the image's minimum outside the field of view: no voxel value is made up."""
+    oblique_volume = Volume(oblique_volume.array, oblique_volume.spacing, oblique_volume.origin,
+                            oblique_volume.direction @ np.diag(flip))  # i and k stored running R and I
     aligned = lp.axis_aligned(oblique_volume, finest)
-    ornt = lp.lps_orientation(oblique_volume.direction, oblique_volume.spacing)
-    axes = np.zeros((3, 3))
-    axes[ornt[:, 0].astype(int), np.arange(3)] = ornt[:, 1]
-    np.testing.assert_array_equal(aligned.direction, axes)
-    lps_axis = ornt[:, 0].astype(int)
+    # each axis runs along the L, P or S axis (with its sign) nearest to the oblique axis it replaces
+    assert set(np.abs(aligned.direction).ravel()) == {0.0, 1.0}
+    assert (np.abs(aligned.direction).sum(0) == 1).all() and (np.abs(aligned.direction).sum(1) == 1).all()
+    assert (np.sum(aligned.direction * oblique_volume.direction, axis=0) > np.cos(np.deg2rad(45))).all()
+    lps_axis = np.argmax(np.abs(aligned.direction), axis=0)
     np.testing.assert_allclose(aligned.spacing, np.minimum(oblique_volume.spacing, np.asarray(finest)[lps_axis]))
     to_aligned = np.linalg.inv(aligned.ijk_to_lps()) @ oblique_volume.ijk_to_lps()
     corners = np.array(np.meshgrid(*[(0, n - 1) for n in oblique_volume.size_ijk], indexing="ij")).reshape(3, -1)
