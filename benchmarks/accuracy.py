@@ -223,6 +223,21 @@ def _oblique(load: Callable[[], tuple]) -> Callable[[], tuple]:
     return load_oblique
 
 
+def _resampled_twice(load: Callable[[], tuple]) -> Callable[[], tuple]:
+    """A case resampled linearly onto the ``_oblique`` grid and back onto its own (fill: the image minimum): the
+    same grid and anatomy, smoothed by two linear interpolations and with its edge blended with the fill, as a
+    registered or twice-resampled CT is.  The reference is the original's."""
+    def load_twice():
+        import robustness
+        from deepseg.io import resample_onto
+
+        image, reference = load()
+        moved = robustness.oblique(image).image
+        back = resample_onto(moved, image, default=float(moved.array.min()))
+        return image.with_array(back.array.astype(image.array.dtype, copy=False)), reference
+    return load_twice
+
+
 def _noisy(load: Callable[[], tuple], sd_hu: float, seed: int = 0) -> Callable[[], tuple]:
     """A case with white Gaussian noise of ``sd_hu`` added (fixed seed): a lower-dose scan of the same patient."""
     def load_noisy():
@@ -360,6 +375,11 @@ CASES = {
     "totalseg-ct-full-top-cut-40-oblique": Case(
         "totalseg-ct-full-top-cut-40-oblique", _oblique(_without_top(lambda: CASES["totalseg-ct-full"].load(), 40.0)),
         "totalseg-ct-full-top-cut-40 resampled onto a grid rotated 20 degrees about k and 10 about j"),
+    **{f"{name}-resampled-twice": Case(
+        f"{name}-resampled-twice", _resampled_twice(lambda name=name: CASES[name].load()),
+        f"{name} resampled linearly onto a grid rotated 20 degrees about k and 10 about j and back onto its own: "
+        "smoothed twice, its edge blended with the fill (a diagnostic of smoothing)")
+        for name in ("totalseg-ct-full", "totalseg-ct-full-top-cut-40")},
     "totalseg-ct-full-narrow-fov": Case(
         "totalseg-ct-full-narrow-fov", _without(_without(lambda: CASES["totalseg-ct-full"].load(), 30.0, "R"), 30.0, "L"),
         "totalseg-ct-full reconstructed with a 306 mm field of view (30 mm less on the patient's right and left; "
@@ -482,6 +502,7 @@ RUNS: list[Run] = [
                                    "totalseg-ct-full-top-cut-air-above", "totalseg-aorta-ct-top-cut-40",
                                    "totalseg-aorta-ct-top-cut-60")),
     *(_ct_liver(case) for case in LARGE_FOV_VARIANTS),
+    *(_ct_liver(f"{case}-resampled-twice") for case in ("totalseg-ct-full", "totalseg-ct-full-top-cut-40")),
 ]
 
 

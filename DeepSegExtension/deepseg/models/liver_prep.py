@@ -85,7 +85,7 @@ def axis_aligned(image: "Volume", finest: Sequence[float]) -> "Volume":
     field of view, sampled by nearest neighbour: an oblique (tilted) grid shows the network the anatomy tilted,
     and it learnt axial scans.  Nearest neighbour keeps every voxel a scanned value: a linear resampling smooths
     the image and blends its edge with the fill, and the network's liver shrinks on a smoothed CT (benchmarks/
-    RESULTS.md).  The grid's spacing is the image's, or ``finest`` (``[x, y, z]`` mm) where that is finer -- the
+    accuracy.py's ``-resampled-twice`` cases).  The grid's spacing is the image's, or ``finest`` (``[x, y, z]`` mm) where that is finer -- the
     grid the image is zoomed to next -- so that the tilted voxels' shapes are drawn finely, not as a staircase of
     their own size.  Outside the field of view is the image's minimum, which ``padding`` finds.  ``image``
     itself when its axes are so close to L, P, S that no voxel centre of its field of view lies half a voxel off
