@@ -53,6 +53,7 @@ class Run:
     load_model: Callable[[], object]  # -> SegmentationModel
     case: Case
     structures: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]  # name -> (predicted values, reference values)
+    in_reference_liver: bool = False  # the cascade's lesion network alone, inside the reference liver (label 2)
 
 
 # --- cases ------------------------------------------------------------------------------------------------
@@ -430,6 +431,9 @@ CASES = {
     **{f"lits117-top-cut-{mm}": Case(
         f"lits117-top-cut-{mm}", _without_top(lambda: CASES["lits117"].load(), mm),
         f"lits117 without the top {1.5 * round(mm / 1.5):g} mm: the liver cut by the top") for mm in (40, 60)},
+    "lits117-oblique": Case(
+        "lits117-oblique", _oblique(lambda: CASES["lits117"].load()),
+        "lits117 resampled onto a grid rotated 20 degrees about k and 10 about j (an oblique reconstruction)"),
     "lits117": Case("lits117", lits117_volumes, f"LiTS case 117 (128^3, liver crop), assumed {LITS117_SPACING_MM} mm "
                                          "isotropic; manual reference (1 liver, 2 tumour)"),
 }
@@ -494,8 +498,11 @@ RUNS: list[Run] = [
     Run("pyliverlesionseg-liver-mr / totalseg-mr", _liver_model(False, "MR"), CASES["totalseg-mr"], LIVER),
     Run("pyliverlesionseg-liver-mr / totalseg-mr-inverted", _liver_model(False, "MR"), CASES["totalseg-mr-inverted"],
         LIVER),
-    Run("pyliverlesionseg-liver-lesion / lits117", _liver_model(True), CASES["lits117"],
-        {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))}),
+    *(Run(f"pyliverlesionseg-liver-lesion / {case}", _liver_model(True), CASES[case],
+          {"liver (incl. lesions)": ((1, 2), (1, 2)), "liver lesion": ((2,), (2,))})
+      for case in ("lits117", "lits117-oblique")),
+    *(Run(f"pyliverlesionseg-lesion in the reference liver / {case}", _liver_model(True), CASES[case],
+          {"liver lesion": ((2,), (2,))}, in_reference_liver=True) for case in ("lits117", "lits117-oblique")),
     *(_ct_liver(case, {"liver (incl. lesions)": ((1,), (1, 2))})
       for case in ("lits117-top-cut", "lits117-top-cut-40", "lits117-top-cut-60")),
     *(_ct_liver(case) for case in ("totalseg-ct-full-top-cut-40", "totalseg-ct-full-top-cut-60",
@@ -550,11 +557,14 @@ def run_one(run: Run) -> list[dict]:
     image, reference = run.case.load()
     model = run.load_model()
     t0 = time.perf_counter()
-    result = segment(model, [image])
+    if run.in_reference_liver:
+        labels = np.where(model.segment_lesions(image, np.isin(reference.array, (1, 2))) > 0.5, 2, 0)
+    else:
+        labels = segment(model, [image]).labels.array
     seconds = time.perf_counter() - t0
     rows = []
     for structure, (pred_values, ref_values) in run.structures.items():
-        m = compare_masks(np.isin(result.labels.array, pred_values), np.isin(reference.array, ref_values),
+        m = compare_masks(np.isin(labels, pred_values), np.isin(reference.array, ref_values),
                           image.spacing)
         rows.append({"run": run.name, "structure": structure, "dice": m["dice"], "hd95_mm": m.get("hd95_mm"),
                      "volume_mL": m["volume_test_mL"], "reference_mL": m["volume_reference_mL"],

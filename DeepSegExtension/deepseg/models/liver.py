@@ -12,9 +12,10 @@ cropped to the dilated liver, and tiled with non-overlapping 180 x 172 x 86 patc
 convolutions, 92 x 84 x 42 outputs); lesion = sigmoid > 0.5.
 
 Deviations: an oblique (tilted) input grid is first resampled by nearest neighbour onto L, P, S axes
-(``liver_prep.axis_aligned``: the network learnt axial scans, and finds less liver on a smoothed one); probabilities
-return to the input grid by linear interpolation at the exact voxel centres (the original zooms the binary mask
-corner-aligned and keeps every voxel > 0); the body crop skips the
+(``liver_prep.axis_aligned``: the network learnt axial scans, and finds less liver on a smoothed one; the lesion
+stage reads it on the same axes); probabilities and the post-processed liver mask return to the input grid apart, by
+linear interpolation at the exact voxel centres, and the liver probability is kept where the mask's is >= 0.5 (the
+original zooms the binary mask corner-aligned and keeps every voxel > 0); the body crop skips the
 pelvis search (see ``liver_prep.crop_ct``); volumes covering less than 90 mm in z after the crop are
 mirrored in z to 90 mm before the liver network (card ``preprocessing.z_context_mm``; 0 turns it off):
 the network needs cranio-caudal context -- on a 20-slice (40 mm) CT series the liver Dice rose from
@@ -41,6 +42,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import ModelError
+from ..io import resample_onto
 from ..progress import Progress
 from ..volume import Volume, check_image
 from . import liver_prep as lp
@@ -224,25 +226,29 @@ class LiverModel(SegmentationModel):
         the bowel grown onto the liver in a scan without lungs (``liver_core``)."""
         lo, hi = prepared.context["z_pad"]
         p = np.asarray(output[1], np.float32)
-        kept = np.zeros_like(p)
+        mask = np.zeros_like(p)
         body = p[lo:p.shape[0] - hi]
         # a scan without lungs starts inside the liver: the network grows a cut liver into the bowel (liver_core)
         image = prepared.image[0][lo:p.shape[0] - hi] if prepared.context["context_above"] else None
         top = FOV_TOP_MM / self.liver_spacing[2]
-        kept[lo:p.shape[0] - hi] = np.where(liver_mask_3mm(body, image, top, prepared.context["padding"]), body, 0)
-        liver = self._on_model_grid(kept[None], prepared.context, 0.0)[0]
+        mask[lo:p.shape[0] - hi] = liver_mask_3mm(body, image, top, prepared.context["padding"])
+        # the mask and the probability are zoomed apart and the mask applied after: a zero outside the mask, zoomed
+        # with the probability, would pull the liver's edge inwards
+        probability, inside = self._on_model_grid(np.stack([p, mask]), prepared.context, 0.0)
+        inside = inside >= 0.5
         padding = prepared.context["padding"]  # set only for a lung-less box of full height: no z_pad
         if padding is not None:  # no liver where the scan is mostly padding (above a tilted grid's slanted top); this
             # after the zoom back, not before: a zeroed network voxel above the top would pull the top slice under 0.5
-            liver[self._on_model_grid(padding[None], prepared.context, 0.0)[0] >= 0.5] = 0
+            inside[self._on_model_grid(padding[None], prepared.context, 0.0)[0] >= 0.5] = False
         aligned = prepared.context["aligned"]
         grid = prepared.reference if aligned is None else aligned
-        if self.modality == "CT" and not liver_top_is_covered(liver > 0.5, grid, prepared.context["site"]):
+        if self.modality == "CT" and not liver_top_is_covered(inside & (probability > 0.5), grid, prepared.context["site"]):
             log.warning("The predicted liver has neither lungs nor the top of the field of view above it (%.0f mL): "
                         "it is not a liver, and the liver model returns none.",
-                        (liver > 0.5).sum() * grid.voxel_volume_mm3 / 1000.0)
-            liver = np.zeros_like(liver)
-        liver = _onto_input(liver[None], prepared, 0.0)[0]
+                        (inside & (probability > 0.5)).sum() * grid.voxel_volume_mm3 / 1000.0)
+            inside[:] = False
+        probability, inside = _onto_input(np.stack([probability, inside.astype(np.float32)]), prepared, 0.0)
+        liver = np.where(inside >= 0.5, probability, 0).astype(np.float32)
         return np.stack([1 - liver, liver])
 
     # --- the cascade -----------------------------------------------------------------------------------
@@ -291,13 +297,17 @@ class LesionStage(Stage):
     def prepare(self, channels: Sequence[Volume], previous: Sequence[np.ndarray] = ()) -> Prepared:
         """The input normalised, zoomed to the lesion spacing, set to -0.5 outside the liver (from the liver
         stage's probabilities ``previous[0]``) dilated twice, and cropped to it."""
-        image = channels[0]
-        check_image(image)
+        check_image(channels[0])
+        image = lp.axis_aligned(channels[0], self.spacing)  # an oblique grid: onto L, P, S axes, as the liver stage
+        aligned = None if image is channels[0] else _grid_of(image)
+        liver = np.asarray(previous[0][1], np.float32)
+        if aligned is not None:  # the liver stage's probabilities are on the input's grid
+            liver = resample_onto(channels[0].with_array(liver), aligned).array
         vol, spacing, ornt = lp.lps_volume(image)
-        liver = lp.to_lps_xyz(np.asarray(previous[0][1]), ornt) > 0.5
+        liver = lp.to_lps_xyz(liver, ornt) > 0.5
         zoom = spacing / self.spacing
-        context = {"ornt": ornt, "lps_shape": vol.shape, "zoom": zoom, "box": None}
-        empty = Prepared(np.zeros((1, 0, 0, 0), np.float32), image, context)
+        context = {"ornt": ornt, "lps_shape": vol.shape, "zoom": zoom, "box": None, "aligned": aligned}
+        empty = Prepared(np.zeros((1, 0, 0, 0), np.float32), channels[0], context)
         if not liver.any():
             return empty
         norm = lp.normalize_ct(vol) if self.modality == "CT" else lp.normalize_mr_lesion(vol, liver)
@@ -308,7 +318,7 @@ class LesionStage(Stage):
         masked = np.clip(np.where(region, zoomed, -0.5), -0.5, 0.5)
         box = ndimage.find_objects(region.astype(np.int8))[0]
         context.update(box=box, zoomed_shape=zoomed.shape)
-        return Prepared(_xyz_to_net(masked[box]), image, context)
+        return Prepared(_xyz_to_net(masked[box]), channels[0], context)
 
     def predict_logits(self, prepared: Prepared, *, device="auto", tta: bool = False, overlap: Optional[float] = None,
                        progress: Optional[Progress] = None, folds: Optional[Sequence["int | str"]] = None):
@@ -324,7 +334,8 @@ class LesionStage(Stage):
                                       forward=_sigmoid_two_class)
 
     def to_input_grid(self, maps, prepared: Prepared, fill: "float | Sequence[float]" = 0.0) -> np.ndarray:
-        """Paste the liver crop into the zoomed grid (``fill`` outside it), zoom back linearly to the input."""
+        """Paste the liver crop into the zoomed grid (``fill`` outside it), zoom back linearly to the input (for an
+        oblique input, through its axis-aligned copy, as the liver stage)."""
         ctx = prepared.context
         maps = np.asarray(maps, np.float32)
         out = np.empty((maps.shape[0], *ctx["lps_shape"]), np.float32)
@@ -335,7 +346,7 @@ class LesionStage(Stage):
             grid = np.full(ctx["zoomed_shape"], value, np.float32)
             grid[ctx["box"]] = _net_to_xyz(maps[c])
             out[c] = lp.unzoom_linear(grid, ctx["lps_shape"], ctx["zoom"])
-        return from_xyz(out, ctx["ornt"])
+        return _onto_input(from_xyz(out, ctx["ornt"]), prepared, fill)
 
     def restore(self, output, prepared: Prepared) -> np.ndarray:
         lesion = np.clip(self.to_input_grid(np.asarray(output[1:2], np.float32), prepared)[0], 0, 1)
@@ -350,8 +361,6 @@ def _grid_of(image: Volume) -> Volume:
 def _onto_input(maps: np.ndarray, prepared: Prepared, fill: "float | Sequence[float]") -> np.ndarray:
     """Maps ``(C, k, j, i)`` on the grid the liver model ran on, linearly onto the input's grid (``fill`` where the
     input reaches outside it); as they are when the model ran on the input's own grid (``LiverModel.prepare``)."""
-    from ..io import resample_onto
-
     aligned = prepared.context["aligned"]
     if aligned is None:
         return maps
