@@ -127,7 +127,8 @@ def test_an_oblique_ct_reaches_the_lesion_network_on_lps_axes_and_returns_on_its
     prepared = stage.prepare([oblique], [np.stack([1 - liver, liver])])
     aligned = lp.axis_aligned(oblique, (1.0, 1.0, 3.0))
     liver_there = resample_onto(oblique.with_array(liver), aligned).array
-    np.testing.assert_array_equal(prepared.image, stage.prepare([aligned], [np.stack([1 - liver_there, liver_there])]).image)
+    straight = stage.prepare([aligned], [np.stack([1 - liver_there, liver_there])])
+    np.testing.assert_array_equal(prepared.image, straight.image)
     fake = (prepared.image[0] > 0.3).astype(np.float32)  # a "network" that finds the bright organ
     probs = stage.restore(torch.from_numpy(np.stack([1 - fake, fake])), prepared)
     assert probs.shape == (2,) + oblique.shape

@@ -242,10 +242,11 @@ class LiverModel(SegmentationModel):
             inside[self._on_model_grid(padding[None], prepared.context, 0.0)[0] >= 0.5] = False
         aligned = prepared.context["aligned"]
         grid = prepared.reference if aligned is None else aligned
-        if self.modality == "CT" and not liver_top_is_covered(inside & (probability > 0.5), grid, prepared.context["site"]):
+        found = inside & (probability > 0.5)
+        if self.modality == "CT" and not liver_top_is_covered(found, grid, prepared.context["site"]):
             log.warning("The predicted liver has neither lungs nor the top of the field of view above it (%.0f mL): "
                         "it is not a liver, and the liver model returns none.",
-                        (inside & (probability > 0.5)).sum() * grid.voxel_volume_mm3 / 1000.0)
+                        found.sum() * grid.voxel_volume_mm3 / 1000.0)
             inside[:] = False
         probability, inside = _onto_input(np.stack([probability, inside.astype(np.float32)]), prepared, 0.0)
         liver = np.where(inside >= 0.5, probability, 0).astype(np.float32)
