@@ -68,11 +68,15 @@ def test_cancel_mid_run_kills_the_whole_tree(worker):
     job = BackgroundJob([sys.executable, str(worker), "1000", "0.2"], on_progress=seen.append)
     job.start()
     deadline = time.monotonic() + 120
-    while not any(e.stage == "infer" for e in seen) and time.monotonic() < deadline:
+
+    def child_line():  # stdout (CHILD) and stderr (PROGRESS) are read by two threads: either may come first
+        return next((line for line in job.log if line.startswith("CHILD")), None)
+
+    while not (any(e.stage == "infer" for e in seen) and child_line()) and time.monotonic() < deadline:
         job.process_events()
         time.sleep(0.02)
-    assert job.running and seen, "the worker never reported progress"
-    child_pid = int(next(line for line in job.log if line.startswith("CHILD")).split()[1])
+    assert job.running and seen and child_line(), "the worker never reported progress and its child"
+    child_pid = int(child_line().split()[1])
     leader = job.runner.pid
     assert psutil.pid_exists(child_pid)
     job.cancel(grace=2.0)
